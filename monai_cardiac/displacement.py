@@ -1,0 +1,197 @@
+"""Warping, composing and inverting dense displacement fields, in MONAI's pull convention.
+
+A displacement ``u`` of shape ``(B, S, *spatial)`` (``S`` = 2 for ``(H, W)``, 3 for ``(Z, H, W)``; channel
+``i`` is the displacement along spatial axis ``i``, in voxels) lives on the grid of the image it produces and
+pulls values from the image it warps::
+
+    warp(I, u)(x) = I(x + u(x))
+
+exactly as :py:class:`monai.networks.blocks.Warp` computes it (``align_corners=True``). ``u_ab`` carries
+frame ``a`` onto frame ``b``'s grid: ``warp(I_a, u_ab) ~ I_b`` (see docs/conventions.md).
+
+Every function takes a batch; a sequence of ``T`` frames is handled by treating ``T`` as the batch axis, e.g.
+a displacement sequence ``(T, S, *spatial)`` as it is and a cine ``(T, *spatial)`` as ``cine[:, None]``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from monai.config import NdarrayOrTensor
+from monai.networks.blocks import Warp
+from monai.networks.utils import one_hot
+from monai.utils import GridSampleMode, GridSamplePadMode, convert_to_numpy, convert_to_tensor, look_up_option
+from monai_cardiac.data.nifti import NUM_CLASSES, check_label_values
+
+__all__ = ["check_ddf", "compose_displacements", "invert_displacement", "warp_image", "warp_labels"]
+
+
+def check_ddf(ddf: torch.Tensor, name: str = "ddf") -> torch.Tensor:
+    """Check that ``ddf`` is a floating-point displacement batch ``(B, S, *spatial)`` with ``S`` = 2 or 3.
+
+    Args:
+        ddf: the tensor to check.
+        name: how the error message calls it.
+
+    Returns:
+        ``ddf`` unchanged.
+
+    Raises:
+        ValueError: wrong number of axes, a channel count other than the number of spatial axes, or a
+            non-floating dtype.
+    """
+    spatial_dims = ddf.ndim - 2
+    if spatial_dims not in (2, 3) or ddf.shape[1] != spatial_dims:
+        raise ValueError(
+            f"{name} must be shaped (B, S, *spatial) with S = 2 spatial axes (H, W) or 3 (Z, H, W), "
+            f"got shape {tuple(ddf.shape)}."
+        )
+    if not ddf.is_floating_point():
+        raise ValueError(f"{name} must be floating point (voxels), got dtype {ddf.dtype}.")
+    return ddf
+
+
+def warp_image(
+    image: NdarrayOrTensor, ddf: NdarrayOrTensor, mode: str = "bilinear", padding_mode: str = "border"
+) -> torch.Tensor:
+    """Pull ``image`` through ``ddf``: ``out(x) = image(x + ddf(x))``.
+
+    Differentiable with respect to both inputs in ``"bilinear"`` mode (trilinear in 3D).
+
+    Args:
+        image: ``(B, C, *spatial)``; a cine ``(T, *spatial)`` is passed as ``cine[:, None]`` with its
+            displacement sequence ``(T, S, *spatial)``. Integer images are warped as float.
+        ddf: displacement ``(B, S, *spatial)`` in voxels, same ``B`` and ``*spatial`` as ``image``.
+        mode: interpolation, ``"bilinear"``, ``"nearest"`` or ``"bicubic"`` (2D only).
+        padding_mode: value read outside the grid, ``"border"`` (nearest edge voxel), ``"zeros"`` or
+            ``"reflection"``.
+
+    Returns:
+        floating tensor ``(B, C, *spatial)`` (the promoted dtype of ``image`` and ``ddf``).
+
+    Raises:
+        ValueError: shapes that do not match, or an unknown ``mode`` or ``padding_mode``.
+    """
+    mode = look_up_option(mode, GridSampleMode).value
+    padding_mode = look_up_option(padding_mode, GridSamplePadMode).value
+    image_t = convert_to_tensor(image, track_meta=False)
+    ddf_t = check_ddf(convert_to_tensor(ddf, track_meta=False))
+    spatial_dims = ddf_t.shape[1]
+    if image_t.ndim != spatial_dims + 2 or image_t.shape[0] != ddf_t.shape[0] or image_t.shape[2:] != ddf_t.shape[2:]:
+        raise ValueError(
+            f"image must be shaped (B, C, *spatial) with the B and *spatial of ddf {tuple(ddf_t.shape)}, "
+            f"got image shape {tuple(image_t.shape)}."
+        )
+    if mode == GridSampleMode.BICUBIC.value and spatial_dims == 3:
+        raise ValueError("mode 'bicubic' is only available for 2D images.")
+    dtype = torch.promote_types(ddf_t.dtype, image_t.dtype if image_t.is_floating_point() else torch.float32)
+    with warnings.catch_warnings():
+        # Warp announces, on every construction, that it falls back to torch's grid_sample.
+        warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
+        warp = Warp(mode=mode, padding_mode=padding_mode)
+    return warp(image_t.to(dtype), ddf_t.to(dtype))
+
+
+def warp_labels(
+    labels: NdarrayOrTensor, ddf: NdarrayOrTensor, mode: str = "nearest", num_classes: int = NUM_CLASSES
+) -> torch.Tensor:
+    """Pull a label map through ``ddf``: ``out(x) = labels(x + ddf(x))``, keeping integer labels.
+
+    Args:
+        labels: integer labels ``(B, 1, *spatial)`` with values in ``[0, num_classes)``; a label sequence
+            ``(T, *spatial)`` is passed as ``labels[:, None]`` with its displacement sequence.
+        ddf: displacement ``(B, S, *spatial)`` in voxels, same ``B`` and ``*spatial`` as ``labels``.
+        mode: ``"nearest"``, the label of the nearest voxel to ``x + ddf(x)``; or ``"onehot"``, bilinear
+            interpolation of each class's indicator followed by the most likely class, which gives smoother
+            boundaries than nearest-neighbour sampling. Both read the border voxel outside the grid.
+        num_classes: number of classes, background included (4: BG, RV, Myo, LV).
+
+    Returns:
+        int64 tensor ``(B, 1, *spatial)``.
+
+    Raises:
+        ValueError: shapes that do not match, or an unknown ``mode``.
+        CineDataError: ``labels`` holds values that are not integers in ``[0, num_classes)``.
+    """
+    mode = look_up_option(mode, ("nearest", "onehot"))
+    labels_t = convert_to_tensor(labels, track_meta=False)
+    if labels_t.ndim < 3 or labels_t.shape[1] != 1:
+        raise ValueError(f"labels must be shaped (B, 1, *spatial), got shape {tuple(labels_t.shape)}.")
+    check_label_values(convert_to_numpy(labels_t), "warp_labels(labels)", num_classes)
+    if mode == "nearest":
+        return warp_image(labels_t, ddf, mode="nearest").round().long()
+    onehot = one_hot(labels_t.long(), num_classes=num_classes, dim=1)
+    return warp_image(onehot, ddf, mode="bilinear").argmax(dim=1, keepdim=True)
+
+
+def compose_displacements(u_ab: NdarrayOrTensor, u_bc: NdarrayOrTensor) -> torch.Tensor:
+    """Compose ``u_ab`` (frame a to b) and ``u_bc`` (b to c) into ``u_ac`` (a to c).
+
+    ``u_ac(x) = u_bc(x) + u_ab(x + u_bc(x))``, so that ``warp(warp(I, u_ab), u_bc) == warp(I, u_ac)`` up to
+    interpolation. ``u_ab`` is sampled bilinearly with border padding. Differentiable.
+
+    Args:
+        u_ab: displacement ``(B, S, *spatial)`` in voxels on frame b's grid.
+        u_bc: displacement of the same shape on frame c's grid. Sequences go with frames as the batch.
+
+    Returns:
+        ``u_ac``, same shape, on frame c's grid.
+
+    Raises:
+        ValueError: fields not shaped ``(B, S, *spatial)`` or of different shapes.
+    """
+    u_ab_t = check_ddf(convert_to_tensor(u_ab, track_meta=False), "u_ab")
+    u_bc_t = check_ddf(convert_to_tensor(u_bc, track_meta=False), "u_bc")
+    if u_ab_t.shape != u_bc_t.shape:
+        raise ValueError(
+            f"u_ab and u_bc must have the same shape, got {tuple(u_ab_t.shape)} and {tuple(u_bc_t.shape)}."
+        )
+    return u_bc_t + warp_image(u_ab_t, u_bc_t)
+
+
+def invert_displacement(u_ab: NdarrayOrTensor, num_iterations: int = 50, tolerance: float = 1e-3) -> torch.Tensor:
+    """Invert ``u_ab`` into ``u_ba`` by fixed-point iteration.
+
+    ``u_ba`` solves ``v(x) = -u_ab(x + v(x))`` (then ``compose_displacements(u_ab, v)`` is zero). Starting from
+    ``v = -u_ab``, the update ``v <- -u_ab(x + v)`` is repeated until its largest change, over all voxels and
+    components, falls below ``tolerance``. The update is a contraction, and converges to the unique inverse,
+    when ``u_ab`` is Lipschitz with constant below 1, i.e. the spectral norm of ``grad u_ab`` stays below 1
+    voxel/voxel; the error then shrinks by about that factor per step. Larger gradients may still converge,
+    but a field that folds (``det(I + grad u) <= 0``) has no inverse and the iteration oscillates. If the
+    tolerance is not met within ``num_iterations`` a ``RuntimeWarning`` gives the last change and the last
+    iterate is returned. Where ``x + v(x)`` leaves the grid ``u_ab`` is read at the nearest border voxel, so
+    for a field that points out of the grid the inverse is only approximate within a few voxels of that edge.
+    Differentiable (the iterations are unrolled).
+
+    Args:
+        u_ab: displacement ``(B, S, *spatial)`` in voxels on frame b's grid; sequences go with frames as the
+            batch.
+        num_iterations: largest number of updates; at least 1.
+        tolerance: stopping threshold on the largest change in one update, in voxels.
+
+    Returns:
+        ``u_ba``, same shape, on frame a's grid.
+
+    Raises:
+        ValueError: ``u_ab`` not shaped ``(B, S, *spatial)``, or ``num_iterations < 1``.
+    """
+    if num_iterations < 1:
+        raise ValueError(f"num_iterations must be at least 1, got {num_iterations}.")
+    u_t = check_ddf(convert_to_tensor(u_ab, track_meta=False), "u_ab")
+    v = -u_t
+    change = float("inf")
+    for _ in range(num_iterations):
+        v_next = -warp_image(u_t, v)
+        change = (v_next - v).abs().max().item()
+        v = v_next
+        if change < tolerance:
+            return v
+    warnings.warn(
+        f"invert_displacement did not converge: the last update still changed the field by {change:.3g} voxels "
+        f"(tolerance {tolerance}) after {num_iterations} iterations; the field may fold or have gradients >= 1.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return v

@@ -1,0 +1,171 @@
+"""Tests for warping, composing and inverting displacement fields (pull convention)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from monai_cardiac.displacement import (
+    check_ddf,
+    compose_displacements,
+    invert_displacement,
+    warp_image,
+    warp_labels,
+)
+from monai_cardiac.errors import CineDataError
+
+torch.set_num_threads(1)
+
+
+def _constant_field(shape: tuple[int, ...], shift: tuple[float, ...], batch: int = 1) -> torch.Tensor:
+    """Displacement (batch, S, *shape) equal to ``shift`` everywhere."""
+    ddf = torch.zeros((batch, len(shift)) + shape)
+    for axis, value in enumerate(shift):
+        ddf[:, axis] = value
+    return ddf
+
+
+def _smooth_field(size: int = 64, amplitude: float = 2.0) -> torch.Tensor:
+    """Sinusoidal displacement (1, 2, size, size) of the given amplitude that is zero on the array's edges."""
+    h, w = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    envelope = torch.sin(math.pi * h / (size - 1)) * torch.sin(math.pi * w / (size - 1))
+    u_h = amplitude * envelope * torch.sin(2 * math.pi * w / (size - 1))
+    u_w = amplitude * envelope * torch.cos(math.pi * h / (size - 1))
+    return torch.stack([u_h, u_w])[None]
+
+
+def test_warp_integer_shift_pulls_from_plus_shift_2d():
+    image = torch.arange(8 * 9, dtype=torch.float32).reshape(1, 1, 8, 9)
+    out = warp_image(image, _constant_field((8, 9), (2.0, 0.0)))
+    # u = +2 along H: out[h] = in[h + 2]; rows past the edge repeat the last row (border padding)
+    torch.testing.assert_close(out[0, 0, :6], image[0, 0, 2:])
+    torch.testing.assert_close(out[0, 0, 6], image[0, 0, 7])
+    out = warp_image(image, _constant_field((8, 9), (0.0, -3.0)))
+    torch.testing.assert_close(out[0, 0, :, 3:], image[0, 0, :, :6])
+
+
+def test_warp_integer_shift_3d_and_sequence_as_batch():
+    image = torch.rand(3, 2, 5, 6, 7)  # T = 3 frames as batch, 2 channels
+    out = warp_image(image, _constant_field((5, 6, 7), (1.0, 0.0, 2.0), batch=3))
+    assert out.shape == image.shape
+    torch.testing.assert_close(out[:, :, :4, :, :5], image[:, :, 1:, :, 2:])
+
+
+def test_warp_is_differentiable_and_promotes_integer_images():
+    image = torch.rand(1, 1, 6, 6)
+    ddf = torch.full((1, 2, 6, 6), 0.3, requires_grad=True)
+    warp_image(image, ddf).sum().backward()
+    assert ddf.grad is not None and ddf.grad.abs().sum() > 0
+    out = warp_image(torch.ones(1, 1, 6, 6, dtype=torch.int64), torch.zeros(1, 2, 6, 6))
+    assert out.dtype == torch.float32 and torch.all(out == 1)
+
+
+@pytest.mark.parametrize(
+    "image_shape, ddf_shape",
+    [
+        ((1, 1, 8, 8), (1, 3, 8, 8)),  # S does not match the spatial axes
+        ((1, 1, 8, 8), (1, 2, 8, 7)),  # spatial sizes differ
+        ((2, 1, 8, 8), (1, 2, 8, 8)),  # batch sizes differ
+        ((1, 8, 8), (1, 2, 8, 8)),  # image without channel axis
+    ],
+)
+def test_warp_rejects_mismatched_shapes(image_shape, ddf_shape):
+    with pytest.raises(ValueError, match=r"shape"):
+        warp_image(torch.zeros(image_shape), torch.zeros(ddf_shape))
+
+
+def test_warp_rejects_unknown_mode():
+    with pytest.raises(ValueError):
+        warp_image(torch.zeros(1, 1, 4, 4), torch.zeros(1, 2, 4, 4), mode="cubic-ish")
+
+
+def test_check_ddf_rejects_integer_field():
+    with pytest.raises(ValueError, match="floating"):
+        check_ddf(torch.zeros(1, 2, 4, 4, dtype=torch.int64))
+
+
+def _label_pattern() -> torch.Tensor:
+    labels = torch.zeros(1, 1, 16, 16, dtype=torch.int64)
+    labels[0, 0, 4:12, 3:7] = 1
+    labels[0, 0, 5:11, 7:9] = 2
+    labels[0, 0, 6:10, 9:13] = 3
+    return labels
+
+
+@pytest.mark.parametrize("mode", ["nearest", "onehot"])
+def test_warp_labels_integer_shift(mode):
+    labels = _label_pattern()
+    out = warp_labels(labels, _constant_field((16, 16), (-1.0, 2.0)), mode=mode)
+    assert out.dtype == torch.int64 and out.shape == labels.shape
+    assert torch.equal(out[0, 0, 1:, :14], labels[0, 0, :15, 2:])
+
+
+@pytest.mark.parametrize("mode", ["nearest", "onehot"])
+def test_warp_labels_keeps_label_values_under_subvoxel_motion(mode):
+    labels = _label_pattern()
+    ddf = 1.3 * _smooth_field(16)
+    out = warp_labels(labels, ddf, mode=mode)
+    assert out.dtype == torch.int64
+    assert set(out.unique().tolist()) == {0, 1, 2, 3}
+
+
+def test_warp_labels_rejects_values_outside_classes():
+    labels = _label_pattern()
+    labels[0, 0, 0, 0] = 4
+    with pytest.raises(CineDataError, match=r"\[4\]"):
+        warp_labels(labels, torch.zeros(1, 2, 16, 16))
+    with pytest.raises(ValueError, match=r"\(B, 1, \*spatial\)"):
+        warp_labels(torch.zeros(1, 2, 16, 16, dtype=torch.int64), torch.zeros(1, 2, 16, 16))
+
+
+def test_compose_translations_is_their_sum():
+    u_ab = _constant_field((10, 12), (1.5, -0.5))
+    u_bc = _constant_field((10, 12), (-0.25, 2.0))
+    torch.testing.assert_close(compose_displacements(u_ab, u_bc), _constant_field((10, 12), (1.25, 1.5)))
+
+
+def test_compose_matches_successive_warps():
+    h, w = torch.meshgrid(torch.arange(32).float(), torch.arange(32).float(), indexing="ij")
+    image = (torch.sin(h / 4) * torch.cos(w / 5))[None, None]
+    u_ab = _smooth_field(32, 3.0)
+    u_bc = 2.0 * _smooth_field(32, 1.0).flip(1).transpose(2, 3)
+    twice = warp_image(warp_image(image, u_ab), u_bc)
+    # only interpolation error is left with the right order; the sum or the other order is clearly off
+    assert (twice - warp_image(image, compose_displacements(u_ab, u_bc))).abs().max() < 0.03
+    assert (twice - warp_image(image, u_ab + u_bc)).abs().max() > 0.1
+    assert (twice - warp_image(image, compose_displacements(u_bc, u_ab))).abs().max() > 0.1
+
+
+def test_compose_rejects_different_shapes():
+    with pytest.raises(ValueError, match="u_ab and u_bc"):
+        compose_displacements(torch.zeros(1, 2, 8, 8), torch.zeros(1, 2, 8, 9))
+
+
+def test_invert_smooth_field_composes_to_zero():
+    u = _smooth_field(64, 2.0)
+    v = invert_displacement(u)
+    assert compose_displacements(u, v).abs().max() < 0.05  # u_ba then u_ab: identity
+    assert compose_displacements(v, u).abs().max() < 0.05  # u_ab then u_ba: identity
+    assert (v + u).abs().max() > 0.1  # the inverse is not simply -u
+
+
+def test_invert_translation_3d():
+    u = _constant_field((6, 7, 8), (0.5, -1.0, 2.0), batch=2)
+    torch.testing.assert_close(invert_displacement(u), -u)
+
+
+def test_invert_warns_when_not_converged():
+    u = 3.0 * _smooth_field(32, 2.0)  # gradients well above 1: folds
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        invert_displacement(u, num_iterations=3)
+    with pytest.raises(ValueError, match="num_iterations"):
+        invert_displacement(u, num_iterations=0)
+
+
+def test_numpy_input_is_accepted():
+    image = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    out = warp_image(image, np.zeros((1, 2, 4, 4), dtype=np.float32))
+    assert isinstance(out, torch.Tensor) and torch.equal(out, torch.from_numpy(image))
