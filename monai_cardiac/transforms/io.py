@@ -98,7 +98,9 @@ class LoadCined(MapTransform):
       MetaTensor on purpose: resampling a displacement changes its values, so evaluate it on the input grid.
 
     Args:
-        image_key, label_key, label_mask_key, dense_label_key, ddf_key, slice_key: keys of the entry.
+        image_key, label_key, label_mask_key, dense_label_key, ddf_key, slice_key: keys of the entry;
+            ``dense_label_key`` or ``ddf_key`` set to None leaves that file unread (e.g. in training pipelines,
+            whose frame sub-sampling would otherwise leave full-length sequences beside the windows).
 
     Raises:
         CineDataError: bad files (see the readers), label files and ``label_frames`` of different lengths,
@@ -110,8 +112,8 @@ class LoadCined(MapTransform):
         image_key: str = "image",
         label_key: str = "label",
         label_mask_key: str = "label_mask",
-        dense_label_key: str = "dense_label",
-        ddf_key: str = "ddf",
+        dense_label_key: str | None = "dense_label",
+        ddf_key: str | None = "ddf",
         slice_key: str = "slice",
     ) -> None:
         super().__init__(keys=[image_key])
@@ -143,10 +145,10 @@ class LoadCined(MapTransform):
                 mask[int(frame)] = True
             d[self.label_key] = self.loader.to_meta_tensor(cine, labels, z)
             d[self.label_mask_key] = mask
-        if self.dense_label_key in d:
+        if self.dense_label_key is not None and self.dense_label_key in d:
             dense = read_nifti_dense_labels(d[self.dense_label_key], cine)
             d[self.dense_label_key] = self.loader.to_meta_tensor(cine, dense, z)
-        if self.ddf_key in d:
+        if self.ddf_key is not None and self.ddf_key in d:
             ddf = read_nifti_ddf(d[self.ddf_key], cine)  # (T, 3, Z, H, W)
             ddf = ddf if z is None else ddf[:, 1:, z]
             d[self.ddf_key] = torch.as_tensor(np.ascontiguousarray(ddf))
