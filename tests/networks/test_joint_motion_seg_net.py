@@ -145,8 +145,8 @@ def test_bad_inputs_raise_clear_errors():
         net(target, sources[:1])
     with pytest.raises(CineDataError, match="batch and spatial sizes"):
         net(target, torch.rand(2, 3, 32, 48))
-    with pytest.raises(CineDataError, match="needs source frames"):
-        net(target)
+    with pytest.raises(CineDataError, match="a motion-only network needs source frames"):
+        JointMotionSegNet(width_multiplier=W, segmentation=False)(target)
     with pytest.raises(CineDataError, match=r"target must be a tensor shaped \(B, 1, \*spatial\)"):
         net(torch.rand(2, 3, 32, 32), sources)
     with pytest.raises(CineDataError, match="floating-point"):
@@ -206,3 +206,18 @@ def test_stacked_output_selection_and_errors():
         StackedJointMotionSegNet(outputs=("ddf_to_target",), width_multiplier=W, motion=False)
     with pytest.raises(CineDataError, match="T >= 1"):
         StackedJointMotionSegNet(width_multiplier=W)(torch.rand(1, 1, 32, 32))
+
+
+def test_target_alone_is_segmented_with_the_motion_branch_skipped():
+    torch.manual_seed(0)
+    net = JointMotionSegNet(width_multiplier=W).eval()
+    target, sources = _inputs()
+    alone = net(target)
+    assert set(alone) == {"seg_logits_target"}
+    with torch.no_grad():
+        full = net(target, sources)
+    # shared normalisation statistics in eval mode: the target's logits do not depend on the sources
+    torch.testing.assert_close(alone["seg_logits_target"].detach(), full["seg_logits_target"])
+    alone["seg_logits_target"].sum().backward()
+    assert all(p.grad is None for p in net.motion_head.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.seg_head.parameters())

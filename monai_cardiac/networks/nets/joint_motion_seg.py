@@ -129,8 +129,9 @@ class JointMotionSegNet(nn.Module):
             target: ``(B, in_channels, *spatial)`` target (reference, e.g. ED) frame; every spatial size must
                 be divisible by 16 (the encoder's total stride).
             sources: ``(B, T, *spatial)`` source frames when ``in_channels == 1``, else
-                ``(B, T, in_channels, *spatial)``; any ``T >= 1``. May be ``None`` only for a
-                segmentation-only network (then only the target is segmented).
+                ``(B, T, in_channels, *spatial)``; any ``T >= 1``. ``None`` segments the target alone
+                (needs the segmentation branch; the motion branch is skipped), e.g. to segment a batch of
+                labelled frames in the segmentation stage of the schedule.
 
         Returns:
             A dict with the keys of the enabled branches:
@@ -156,14 +157,14 @@ class JointMotionSegNet(nn.Module):
             target_features = [f[:batch] for f in features]
             source_features = [f[batch:] for f in features]
         else:
-            if self.motion:
+            if self.motion and sources is not None:
                 target_features = self.encoder(target, self._streams["target"])
                 source_features = self.encoder(sources.flatten(0, 1), self._streams["source"])
             if self.segmentation:
                 seg_features = self.encoder(frames, self._streams["segmentation"])
 
         out: dict[str, torch.Tensor] = {}
-        if self.motion:
+        if self.motion and sources is not None:
             ddf, warped = self._motion(target_features, source_features, sources)
             out["ddf_to_target"] = ddf
             out["warped_sources"] = warped.squeeze(2) if squeezed else warped
@@ -206,8 +207,8 @@ class JointMotionSegNet(nn.Module):
                 name,
             )
         if sources is None:
-            if self.motion:
-                raise CineDataError("the motion branch needs source frames; sources is None.", name)
+            if not self.segmentation:
+                raise CineDataError("a motion-only network needs source frames; sources is None.", name)
             return None
         if not isinstance(sources, torch.Tensor):
             raise CineDataError(f"sources must be a tensor, got {type(sources).__name__}.", name)
