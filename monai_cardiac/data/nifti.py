@@ -19,6 +19,7 @@ from monai_cardiac.errors import CineDataError
 __all__ = [
     "Cine",
     "NUM_CLASSES",
+    "STRUCTURES",
     "check_finite",
     "check_label_values",
     "file_to_array_affine",
@@ -31,6 +32,9 @@ __all__ = [
 
 NUM_CLASSES = 4
 """Label ids 0 BG, 1 RV, 2 Myo, 3 LV (ACDC)."""
+
+STRUCTURES = ("RV", "Myo", "LV")
+"""Names of the foreground label ids 1, 2, 3, in id order."""
 
 
 @dataclass
