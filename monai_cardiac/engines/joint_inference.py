@@ -429,10 +429,9 @@ def write_joint_outputs(
 
 
 class JointResultWriter:
-    """Writer for :class:`monai_cardiac.handlers.SubjectSaver`: stacks a subject's slices and calls
-    :func:`write_joint_outputs`.
+    """Writer for :class:`monai_cardiac.handlers.SubjectSaver`: stack a subject's slices, then write them.
 
-    Each slice record holds ``seg_key`` (labels ``(T, H, W)``), ``ddf_key`` (``u_{ED->t}`` ``(T, 2, H, W)``),
+    The stacked arrays go to :func:`write_joint_outputs`. Each slice record holds ``seg_key`` (labels ``(T, H, W)``), ``ddf_key`` (``u_{ED->t}`` ``(T, 2, H, W)``),
     both on the input slice's grid in file frame order, ``ed_key`` (the file's ED frame),
     ``spacing_known_key`` (optional, default True) and ``"meta"`` (with ``original_affine`` and
     ``filename_or_obj``).
