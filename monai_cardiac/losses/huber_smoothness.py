@@ -26,7 +26,17 @@ def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
     return values
 
 
-class HuberFlowSmoothnessLoss(_Loss):
+class _CharbonnierPenalty(_Loss):
+    """Holds ``eps`` and the reduction shared by the spatial and temporal penalties."""
+
+    def __init__(self, eps: float = 0.01, reduction: LossReduction | str = LossReduction.MEAN) -> None:
+        super().__init__(reduction=LossReduction(reduction).value)
+        if eps <= 0:
+            raise ValueError(f"eps must be positive, got {eps}.")
+        self.eps = eps
+
+
+class HuberFlowSmoothnessLoss(_CharbonnierPenalty):
     """Spatial smoothness ``sqrt(eps + sum_i sum_a (D_a u_i)^2)`` per pixel of a displacement field ``u``.
 
     ``D_a u_i(x) = u_i(x + e_a) - u_i(x)`` is the forward difference of component ``i`` along spatial axis
@@ -41,12 +51,6 @@ class HuberFlowSmoothnessLoss(_Loss):
     Raises:
         ValueError: if ``eps <= 0`` or ``reduction`` is unknown.
     """
-
-    def __init__(self, eps: float = 0.01, reduction: LossReduction | str = LossReduction.MEAN) -> None:
-        super().__init__(reduction=LossReduction(reduction).value)
-        if eps <= 0:
-            raise ValueError(f"eps must be positive, got {eps}.")
-        self.eps = eps
 
     def forward(self, ddf: torch.Tensor) -> torch.Tensor:
         """Penalise spatial variation of ``ddf``.
@@ -79,7 +83,7 @@ class HuberFlowSmoothnessLoss(_Loss):
         return _reduce(torch.sqrt(self.eps + squared), self.reduction)
 
 
-class TemporalHuberFlowSmoothnessLoss(_Loss):
+class TemporalHuberFlowSmoothnessLoss(_CharbonnierPenalty):
     """Temporal smoothness ``sqrt(eps + sum_i (u_{t+1,i} - u_{t,i})^2)`` per pixel and frame pair.
 
     The forward difference between consecutive displacement fields of a sequence (all on the same grid),
@@ -96,12 +100,6 @@ class TemporalHuberFlowSmoothnessLoss(_Loss):
     Raises:
         ValueError: if ``eps <= 0`` or ``reduction`` is unknown.
     """
-
-    def __init__(self, eps: float = 0.01, reduction: LossReduction | str = LossReduction.MEAN) -> None:
-        super().__init__(reduction=LossReduction(reduction).value)
-        if eps <= 0:
-            raise ValueError(f"eps must be positive, got {eps}.")
-        self.eps = eps
 
     def forward(self, ddf: torch.Tensor) -> torch.Tensor:
         """Penalise change of the displacement between consecutive frames.
