@@ -157,6 +157,24 @@ def test_invert_translation_3d():
     torch.testing.assert_close(invert_displacement(u), -u)
 
 
+def test_invert_strong_expansion_needs_the_relaxed_update():
+    """A radial expansion by 2.5x about the centre (grad u = 1.5 I) has an exact inverse (shrink to 1/2.5)."""
+    n = 41
+    grid = torch.stack(torch.meshgrid(torch.arange(float(n)), torch.arange(float(n)),
+                                      indexing="ij"))
+    centre = (n - 1) / 2
+    u = (1.5 * (grid - centre))[None]  # gradient 1.5 I: the plain fixed-point update diverges
+    inner = (slice(None), slice(None), slice(12, 29), slice(12, 29))
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        plain = invert_displacement(u, num_iterations=60, relaxation=1.0)
+    relaxed = invert_displacement(u)
+    expected = -(1.5 / 2.5) * (grid - centre)[None]
+    assert (relaxed - expected)[inner].abs().max() < 1e-2
+    assert (plain - expected)[inner].abs().max() > 1.0
+    with pytest.raises(ValueError, match="relaxation"):
+        invert_displacement(u, relaxation=0.0)
+
+
 def test_invert_warns_when_not_converged():
     u = 3.0 * _smooth_field(32, 2.0)  # gradients well above 1: folds
     with pytest.warns(RuntimeWarning, match="did not converge"):
