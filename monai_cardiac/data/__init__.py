@@ -5,8 +5,7 @@ from __future__ import annotations
 from .acdc import acdc_datalist, read_info_cfg
 from .datalist import cine_header_shape, expand_slices, split_by_subject
 from .dicom import dicom_datalist, read_dicom_cine
-from .phantom import PHANTOM_GROUPS, make_cine_phantom
-from .phantom_dataset import write_phantom_dataset
+from .phantom import PHANTOM_GROUPS, make_cine_phantom, write_phantom_dataset
 from .nifti import Cine, read_nifti_cine, read_nifti_ddf, read_nifti_dense_labels, read_nifti_labels
 from .ukbb import UKBB_LABEL_MAP, ukbb_datalist
 

@@ -42,7 +42,9 @@ Motion
        preserving); ``tau`` runs from clockwise at the base to counter-clockwise at the apex;
     3. RV contraction: in polar coordinates ``(r, phi)`` about the LV centre, the distance ``s`` beyond
        the epicardium is stretched by ``1 + beta c(t) w_rv(phi) exp(-s^2 / 2 sigma^2)`` over the RV sector
-       (the free wall moves towards the septum; ``beta < 2`` keeps the map monotone in ``r``);
+       (the free wall moves towards the septum; ``beta <= 2`` keeps the map monotone in ``r``). ``beta`` is
+       solved per slice so that the RV cavity area at ES is ``1 - RV EF`` times its ED area, the RV EF drawn
+       from the group's range (low in the RV group);
     4. LV contraction, in coordinates where the endocardial ellipse is a circle: inside the cavity
        ``R = r R_endo / r_endo(t, phi)``; outside ``R = sqrt(r^2 + D(t, phi) g(r))`` where
        ``D = R_endo^2 - r_endo(t, phi)^2`` and ``g`` = 1 through the myocardium, decaying to 0 a few cm
@@ -124,12 +126,14 @@ class _GroupPrior:
     infarct: bool  # thinned, hypokinetic sector
     rv_depth: tuple[float, float]  # largest radial depth of the RV cavity at ED
     rv_half_angle: tuple[float, float]  # half the angular extent of the RV, degrees
-    rv_ef: tuple[float, float]  # target RV ejection fraction (approximate)
+    rv_ef: tuple[float, float]  # RV ejection fraction (reached per slice where beta <= 2 allows)
     filling_left: tuple[float, float]  # share of the stroke volume not yet refilled after rapid filling
 
 
 _PRIORS = {
-    "NOR": _GroupPrior((0.55, 0.72), (21, 26), (7, 10), (0, 1.5), False, (12, 20), (55, 75), (0.45, 0.65), (0.15, 0.32)),
+    "NOR": _GroupPrior(
+        (0.55, 0.72), (21, 26), (7, 10), (0, 1.5), False, (12, 20), (55, 75), (0.45, 0.65), (0.15, 0.32)
+    ),
     "DCM": _GroupPrior((0.12, 0.38), (28, 34), (5, 8), (0, 1.0), False, (12, 20), (55, 75), (0.25, 0.45), (0.3, 0.5)),
     "HCM": _GroupPrior((0.62, 0.80), (15, 21), (12, 17), (3, 7), False, (10, 17), (50, 70), (0.45, 0.65), (0.3, 0.5)),
     "MINF": _GroupPrior((0.20, 0.45), (25, 31), (7, 10), (0, 1.0), True, (12, 20), (55, 75), (0.35, 0.55), (0.3, 0.5)),
@@ -230,8 +234,8 @@ class _Scene:
     body: tuple[float, float, float, float, float]  # centre i, centre j, semi-axis i, semi-axis j, angle
     body_fat: float
     body_muscle: float
-    organs: tuple[tuple[float, ...], ...]  # (ci, cj, a, b, angle, value, texture) lungs, liver, blobs per slice
-    slice_blobs: tuple[tuple[tuple[float, ...], ...], ...]
+    organs: tuple[tuple[float, ...], ...]  # lungs and liver: (ci, cj, a, b, angle, value, texture amplitude)
+    slice_blobs: tuple[tuple[tuple[float, ...], ...], ...]  # tissue blobs of each slice, same fields
     values: dict
     texture: np.ndarray  # (K, 5): k_i, k_j, k_z (rad/mm), phase, amplitude
     bias: np.ndarray  # polynomial coefficients of the bias field
@@ -305,7 +309,8 @@ def _draw_group(rng: np.random.Generator, group: str | None, ejection_fraction: 
     if ejection_fraction is None:
         return PHANTOM_GROUPS[int(rng.integers(len(PHANTOM_GROUPS)))]
     # a group whose EF range holds the requested EF (or the nearest range), so that the label fits the data
-    gaps = {g: max(_PRIORS[g].ef[0] - ejection_fraction, ejection_fraction - _PRIORS[g].ef[1], 0.0) for g in PHANTOM_GROUPS}
+    gaps = {g: max(_PRIORS[g].ef[0] - ejection_fraction, ejection_fraction - _PRIORS[g].ef[1], 0.0)
+            for g in PHANTOM_GROUPS}
     best = min(gaps.values())
     fitting = [g for g in PHANTOM_GROUPS if gaps[g] == best]
     return fitting[int(rng.integers(len(fitting)))]
@@ -340,7 +345,8 @@ def _draw_hearts(rng, prior: _GroupPrior, ef: float, num_slices: int | None, sli
     rv_end = u(0.7, 0.88)  # normalised slice position where the RV vanishes
 
     # q-frame angles of physical directions
-    q_of = np.diag([1.0 / (1.0 + ecc), 1.0 + ecc]) @ np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+    rotation = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+    q_of = np.diag([1.0 / (1.0 + ecc), 1.0 + ecc]) @ rotation
 
     def q_angle(phys_angle: float) -> float:
         v = q_of @ np.array([np.cos(phys_angle), np.sin(phys_angle)])
@@ -351,7 +357,7 @@ def _draw_hearts(rng, prior: _GroupPrior, ef: float, num_slices: int | None, sli
     for k, zeta in enumerate(positions):
         s = 0.15 + 0.7 * zeta  # distance from the base plane, as a share of the long axis
         shrink = np.sqrt(1 - s**2) / np.sqrt(0.75)
-        rv_profile = 1.0 if zeta <= 0.2 else float(np.clip(1 - ((zeta - 0.2) / (rv_end - 0.2)) ** 2, 0.0, 1.0)) ** 0.5
+        rv_profile = float(np.clip(1 - (max(zeta - 0.2, 0.0) / (rv_end - 0.2)) ** 2, 0.0, 1.0)) ** 0.5
         depth_k = rv_depth * rv_profile * (1.05 - 0.1 * zeta)
         if depth_k < 3.0:
             depth_k = 0.0
@@ -369,9 +375,9 @@ def _draw_hearts(rng, prior: _GroupPrior, ef: float, num_slices: int | None, sli
             theta=theta,
             ecc=ecc,
             r_endo=r_endo_k,
-            wall=wall * (1.0 - 0.2 * zeta),
+            wall=wall * (1.1 - 0.2 * zeta),
             wall_harmonics=harmonics,
-            septal_extra=septal_extra * (1.0 - 0.5 * zeta),
+            septal_extra=septal_extra * (1.25 - 0.5 * zeta),
             infarct_dir=q_angle(infarct_dir),
             infarct_thinning=infarct_thinning,
             motion_harmonic=motion_harmonic,
@@ -497,7 +503,7 @@ def _draw_scene(rng, hearts: Sequence[_Heart], fov: np.ndarray) -> _Scene:
         slice_blobs=tuple(slice_blobs),
         values=values,
         texture=texture.astype(np.float32),
-        bias=rng.normal(size=10),
+        bias=rng.normal(size=9),
     )
 
 
@@ -643,7 +649,7 @@ def _bias_field(shape: tuple[int, ...], coefficients: np.ndarray, strength: floa
     """Static multiplicative bias ``exp(strength * p)``, ``p`` a random quadratic in normalised coordinates
     scaled to ``max |p| = 1`` over the grid. ``shape`` is ``(Z, H, W)``."""
     z, i, j = np.meshgrid(*[np.linspace(-1, 1, n) if n > 1 else np.zeros(1) for n in shape], indexing="ij")
-    terms = [i, j, z * 0.5, i * i, j * j, i * j, i * z * 0.5, j * z * 0.5, z * z * 0.25, np.ones_like(i) * 0]
+    terms = [i, j, z * 0.5, i * i, j * j, i * j, i * z * 0.5, j * z * 0.5, z * z * 0.25]
     poly = sum(c * t for c, t in zip(coefficients, terms))
     poly = poly - poly.mean()
     peak = np.abs(poly).max()
@@ -738,7 +744,8 @@ def make_cine_phantom(
             raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
     seed = _check_int("seed", seed, 0, None)
 
-    rng_heart, rng_curve, rng_scene, rng_noise = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+    streams = np.random.SeedSequence(seed).spawn(4)
+    rng_heart, rng_curve, rng_scene, rng_noise = (np.random.default_rng(s) for s in streams)
     group = _draw_group(rng_heart, group, ejection_fraction)
     prior = _PRIORS[group]
     ef_drawn = float(rng_heart.uniform(*prior.ef))
@@ -759,7 +766,7 @@ def make_cine_phantom(
     contraction = profile(phases)
     for z, (h, blobs) in enumerate(zip(hearts, scene.slice_blobs)):
         for t in range(num_frames):
-            if t == 0:
+            if t == 0:  # psi_0 is the identity: ED is drawn on its own grid and its field stays exactly 0
                 pi, pj = xi, xj
             else:
                 drift = tuple(
@@ -775,9 +782,9 @@ def make_cine_phantom(
     if bias_strength > 0:
         image *= _bias_field((nz, *size), scene.bias, bias_strength).astype(np.float32)[None]
     if noise_std > 0:
-        n1 = rng_noise.normal(0.0, noise_std, image.shape)
-        n2 = rng_noise.normal(0.0, noise_std, image.shape)
-        image = np.sqrt((image + n1) ** 2 + n2**2).astype(np.float32)
+        real = image + np.float32(noise_std) * rng_noise.standard_normal(image.shape, dtype=np.float32)
+        imaginary = np.float32(noise_std) * rng_noise.standard_normal(image.shape, dtype=np.float32)
+        image = np.sqrt(real**2 + imaginary**2)
 
     voxel_ml = float(np.prod(sp)) * slice_thickness / 1000.0
     lv_ml = (label == 3).sum(axis=(1, 2, 3)) * voxel_ml
@@ -830,3 +837,219 @@ def _check_int(name: str, value, low: int, high: int | None) -> int:
         bound = f"at least {low}" if high is None else f"in {low}..{high}"
         raise ValueError(f"{name} must be {bound}, got {value}.")
     return int(value)
+
+
+def _nifti(data: np.ndarray, file_affine: np.ndarray):
+    """A NIfTI image with the affine as qform and sform and the spatial zooms of the affine (time zooms 1)."""
+    img = nib.Nifti1Image(data, file_affine)
+    spatial = np.sqrt((file_affine[:3, :3] ** 2).sum(axis=0))
+    img.header.set_zooms(tuple(spatial) + (1.0,) * (data.ndim - 3))
+    img.header.set_xyzt_units("mm")
+    img.set_qform(file_affine, code=1)
+    img.set_sform(file_affine, code=1)
+    if data.ndim == 5:
+        img.header.set_intent("vector")
+    return img
+
+
+def _save_atomic(write, path: Path) -> None:
+    """Write ``path`` through a hidden temporary file in the same folder, then rename it into place."""
+    tmp = path.with_name(f".partial-{path.name}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _patient_files(name: str, es: int) -> list[str]:
+    frames = sorted({1, es + 1})
+    names = [f"{name}_4d.nii.gz", "Info.cfg", f"{name}_4d_gt.nii.gz", f"{name}_ddf.nii.gz"]
+    for f in frames:
+        names += [f"{name}_frame{f:02d}.nii.gz", f"{name}_frame{f:02d}_gt.nii.gz"]
+    return names
+
+
+def _range_arg(name: str, value, low: int, high: int) -> tuple[int, int]:
+    """``value`` as an inclusive range ``(lo, hi)``: an integer ``n`` is ``(n, n)``."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else tuple(value)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in pair):
+        raise ValueError(f"{name} must be an integer or a pair (low, high) of integers, got {value!r}.")
+    lo, hi = int(pair[0]), int(pair[1])
+    if not low <= lo <= hi <= high:
+        raise ValueError(f"{name} must lie in {low}..{high} with low <= high, got {value!r}.")
+    return lo, hi
+
+
+def write_phantom_dataset(
+    root: str | os.PathLike,
+    num_subjects: int,
+    seed: int = 0,
+    num_frames: int | Sequence[int] = (13, 50),
+    num_slices: int | Sequence[int] | None = (6, 10),
+    spatial_size: Sequence[int] = (128, 128),
+    spacing: Sequence[float] = (1.5, 1.5),
+    slice_thickness: float = 8.0,
+    noise_std: float = 0.03,
+    bias_strength: float = 0.2,
+) -> list[str]:
+    """Write phantom subjects in the ACDC layout, plus their dense labels and true displacements.
+
+    Layout (``NNN`` 1-based, 3 digits; frame numbers ``FF`` 1-based, 2 digits)::
+
+        root/manifest.json                      generation arguments; per patient T, ED/ES (0-based), EF,
+                                                spacing, seed, group
+        root/patientNNN/Info.cfg                ED: 1, ES, Group, Height, NbFrame, Weight (ACDC's fields)
+        root/patientNNN/patientNNN_4d.nii.gz    cine (X, Y, Z, T) float32 = image (T, Z, H, W).transpose(2, 3, 1, 0)
+        root/patientNNN/patientNNN_frameFF.nii.gz, patientNNN_frameFF_gt.nii.gz
+                                                ED and ES frames (X, Y, Z) and their labels (uint8)
+        root/patientNNN/patientNNN_4d_gt.nii.gz labels of every frame (X, Y, Z, T) uint8
+        root/patientNNN/patientNNN_ddf.nii.gz   true u_{ED->t} in voxels (X, Y, Z, T, 2) float32, components
+                                                along X (= H, i) and Y (= W, j)
+
+    Every file has the affine ``diag(-sx, -sy, sz)`` plus a translation and header zooms ``(sx, sy, sz[, 1])``.
+    Subject ``k`` (0-based) gets its frame count, slice count and seed from ``(seed, k)`` alone, so it is
+    the same whatever ``num_subjects`` is. Running again with the same arguments rewrites nothing: a subject
+    is reused when ``manifest.json`` lists it with the same generation arguments and its files exist;
+    otherwise it is (re)generated. Phantom subjects listed in the manifest beyond ``num_subjects`` have
+    their files removed (other files are never touched). Files are written under hidden temporary names
+    and renamed into place, and the manifest is updated after each subject, so an interrupted run resumes.
+
+    Args:
+        root: output folder (created if needed).
+        num_subjects: number of subjects, at least 1.
+        seed: dataset seed.
+        num_frames: frames per subject, an integer or an inclusive range ``(low, high)`` drawn per subject
+            (2-100; 13-50 is ACDC's range).
+        num_slices: slices per subject, an integer, an inclusive range, or ``None`` for single
+            mid-ventricular slices (stored with ``Z = 1``).
+        spatial_size, spacing, slice_thickness, noise_std, bias_strength: as for :func:`make_cine_phantom`.
+
+    Returns:
+        the patient folders, in order.
+
+    Raises:
+        ValueError: bad arguments (see :func:`make_cine_phantom`); a field of view too small for a subject's
+            heart.
+    """
+    num_subjects = _check_int("num_subjects", num_subjects, 1, None)
+    seed = _check_int("seed", seed, 0, None)
+    frames_range = _range_arg("num_frames", num_frames, _MIN_FRAMES, _MAX_FRAMES)
+    slices_range = None if num_slices is None else _range_arg("num_slices", num_slices, 1, _MAX_SLICES)
+    arguments = {
+        "version": _VERSION,
+        "seed": seed,
+        "num_frames": list(frames_range),
+        "num_slices": None if slices_range is None else list(slices_range),
+        "spatial_size": [int(v) for v in _check_pair("spatial_size", spatial_size, int, _MIN_SIZE)],
+        "spacing": [float(v) for v in _check_pair("spacing", spacing, float)],
+        "slice_thickness": float(slice_thickness),
+        "noise_std": float(noise_std),
+        "bias_strength": float(bias_strength),
+    }
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest_path = root / "manifest.json"
+    previous = {}
+    if manifest_path.is_file():
+        try:
+            old = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        if isinstance(old, dict) and old.get("generator") == __name__:
+            same = old.get("arguments") == arguments
+            previous = {e["patient"]: (e, same) for e in old.get("patients", []) if "patient" in e}
+
+    changed = False
+    for name, (entry, _) in previous.items():
+        if int(name[len("patient") :]) > num_subjects:
+            changed = True
+            folder = root / name
+            for file_name in entry.get("files", []):
+                (folder / file_name).unlink(missing_ok=True)
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+    entries, folders = [], []
+    for k in range(num_subjects):
+        name = f"patient{k + 1:03d}"
+        folder = root / name
+        folders.append(str(folder))
+        entry, same = previous.get(name, ({}, False))
+        if same and entry.get("files") and all((folder / f).is_file() for f in entry["files"]):
+            entries.append(entry)
+            continue
+        entries.append(_write_patient(folder, name, k, arguments))
+        changed = True
+        _write_manifest(manifest_path, arguments, entries)  # lets an interrupted run resume
+    if changed or not manifest_path.is_file():
+        _write_manifest(manifest_path, arguments, entries)
+    return folders
+
+
+def _write_manifest(path: Path, arguments: dict, entries: list[dict]) -> None:
+    content = {"generator": __name__, "arguments": arguments, "patients": entries}
+    _save_atomic(lambda tmp: tmp.write_text(json.dumps(content, indent=1)), path)
+
+
+def _write_patient(folder: Path, name: str, index: int, arguments: dict) -> dict:
+    """Generate subject ``index`` and write its files; returns its manifest entry."""
+    rng = np.random.default_rng([arguments["seed"], index])
+    num_frames = int(rng.integers(arguments["num_frames"][0], arguments["num_frames"][1] + 1))
+    slices = arguments["num_slices"]
+    num_slices = None if slices is None else int(rng.integers(slices[0], slices[1] + 1))
+    subject_seed = int(rng.integers(0, 2**31 - 1))
+    height, weight = round(float(rng.uniform(150, 195)), 1), round(float(rng.uniform(50, 110)), 1)
+    phantom = make_cine_phantom(
+        subject_seed,
+        num_frames=num_frames,
+        spatial_size=arguments["spatial_size"],
+        spacing=arguments["spacing"],
+        num_slices=num_slices,
+        slice_thickness=arguments["slice_thickness"],
+        noise_std=arguments["noise_std"],
+        bias_strength=arguments["bias_strength"],
+    )
+    image, label, ddf = phantom["image"], phantom["label"], phantom["ddf"]
+    if num_slices is None:  # store a single slice as Z = 1
+        image, label, ddf = image[:, None], label[:, None], ddf[:, :, None]
+        inplane = ddf
+    else:
+        inplane = ddf[:, 1:]
+    sx, sy = arguments["spacing"]
+    sz = arguments["slice_thickness"]
+    nz, nx, ny = image.shape[1:]
+    affine = np.diag([-sx, -sy, sz, 1.0])
+    affine[:3, 3] = [sx * (nx - 1) / 2, sy * (ny - 1) / 2, -sz * (nz - 1) / 2]
+    es = int(phantom["es"])
+
+    folder.mkdir(parents=True, exist_ok=True)
+    to_file = (2, 3, 1, 0)  # (T, Z, H, W) -> (X, Y, Z, T)
+    arrays = {
+        f"{name}_4d.nii.gz": image.transpose(to_file).astype(np.float32),
+        f"{name}_4d_gt.nii.gz": label.transpose(to_file).astype(np.uint8),
+        f"{name}_ddf.nii.gz": inplane.transpose(3, 4, 2, 0, 1).astype(np.float32),  # (X, Y, Z, T, 2)
+    }
+    for frame in sorted({0, es}):
+        arrays[f"{name}_frame{frame + 1:02d}.nii.gz"] = image[frame].transpose(1, 2, 0).astype(np.float32)
+        arrays[f"{name}_frame{frame + 1:02d}_gt.nii.gz"] = label[frame].transpose(1, 2, 0).astype(np.uint8)
+    for file_name, data in arrays.items():
+        image_file = _nifti(np.ascontiguousarray(data), affine)
+        _save_atomic(lambda tmp, img=image_file: nib.save(img, str(tmp)), folder / file_name)
+    info = (
+        f"ED: 1\nES: {es + 1}\nGroup: {phantom['group']}\nHeight: {height:.1f}\n"
+        f"NbFrame: {num_frames}\nWeight: {weight:.1f}\n"
+    )
+    _save_atomic(lambda tmp: tmp.write_text(info), folder / "Info.cfg")
+    lv = phantom["lv_volume_ml"]
+    return {
+        "patient": name,
+        "group": phantom["group"],
+        "seed": subject_seed,
+        "T": num_frames,
+        "Z": nz,
+        "ED": 0,
+        "ES": es,
+        "ejection_fraction": phantom["ejection_fraction"],
+        "ejection_fraction_labels": float(1 - lv[es] / lv[0]) if lv[0] > 0 else float("nan"),
+        "spacing_mm": [sx, sy, sz],
+        "spacing_known": True,
+        "files": _patient_files(name, es),
+    }

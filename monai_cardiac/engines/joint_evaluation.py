@@ -177,13 +177,14 @@ def evaluate_joint_datalist(
     rows = []
     for entry in datalist:
         d = preprocessing(entry)
-        image, labels = d["image"], d.get("dense_label", d["label"])
+        # dense labels and true motion only where the pipeline loaded them (otherwise the keys hold paths)
+        dense, true_ddf = (d.get(k) if isinstance(d.get(k), torch.Tensor) else None for k in ("dense_label", "ddf"))
+        image, labels = d["image"], d["label"] if dense is None else dense
         spacing = None
         if entry.get("spacing_known", True) and hasattr(d["image"], "pixdim"):
             spacing = [float(s) for s in d["image"].pixdim[:2]]
         row = evaluate_joint_sequence(
-            network, torch.as_tensor(image), torch.as_tensor(labels), int(d["es"]), spacing,
-            d.get("ddf"), device, amp,
+            network, torch.as_tensor(image), torch.as_tensor(labels), int(d["es"]), spacing, true_ddf, device, amp,
         )
         rows.append({"subject": entry["subject"], "slice": int(entry.get("slice", 0)), **row})
     return rows

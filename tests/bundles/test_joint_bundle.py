@@ -32,7 +32,8 @@ def tiny_phantom(tmp_path_factory) -> Path:
     from monai_cardiac.data import write_phantom_dataset
 
     root = tmp_path_factory.mktemp("phantom")
-    write_phantom_dataset(root, num_subjects=8, seed=3, num_frames=8, spatial_size=(64, 64), spacing=(2.5, 2.5))
+    write_phantom_dataset(root, num_subjects=8, seed=3, num_frames=8, num_slices=None, spatial_size=(64, 64),
+                          spacing=(2.5, 2.5))
     return root
 
 
@@ -90,8 +91,8 @@ def test_documented_command_runs_the_schedule(tiny_phantom, tmp_path):
     assert result["num_slices"] == 1 and "lv_dice" in result and "epe_ratio" in result
     assert "held-out phantom verdict" in done.stdout
     # the segmentation stage trained the head only: the encoder is the motion stage's
-    motion = torch.load(models / "stage_motion.pt", weights_only=True)["model"]
-    seg = torch.load(models / "stage_segmentation.pt", weights_only=True)["model"]
+    motion = torch.load(models / "stage_motion.pt", weights_only=True)
+    seg = torch.load(models / "stage_segmentation.pt", weights_only=True)
     encoder_keys = [k for k in motion if k.startswith("encoder.")]
     assert encoder_keys and all(torch.equal(motion[k], seg[k]) for k in encoder_keys)
     head_keys = [k for k in seg if k.startswith("seg_head.") and k.endswith("weight")]
@@ -108,7 +109,7 @@ def test_baselines_train(variant, present, absent, tiny_phantom, tmp_path):
     workflow.run()
     workflow.finalize()
     sub = "motion_only" if "motion" in variant else "segmentation_only"
-    state = torch.load(tmp_path / "bundle" / "models" / sub / "final.pt", weights_only=True)["model"]
+    state = torch.load(tmp_path / "bundle" / "models" / sub / "final.pt", weights_only=True)
     assert not any(k.startswith(absent) for k in state)
     if present.endswith("."):
         assert any(k.startswith(present) for k in state)
@@ -136,11 +137,13 @@ def test_multi_gpu_config_runs_ddp_with_gloo(tiny_phantom, tmp_path):
             "-m", "monai.bundle", "run", "training", "--config_file",
             "['bundles/joint/configs/train.json','bundles/joint/configs/multi_gpu_train.json']",
             "--meta_file", META, "--logging_file", "False"]
-    for key, value in _overrides(tmp_path, tiny_phantom, epochs={"motion": 1, "segmentation": 1, "joint": 1}).items():
+    # two ranks need at least two validation sequences: split the 8 subjects 4 / 2 / 2
+    for key, value in _overrides(tmp_path, tiny_phantom, split_fractions=[0.5, 0.25, 0.25]).items():
         args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
     args += ["--report", "$None"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    state = torch.load(tmp_path / "bundle" / "models" / "stage_joint.pt", weights_only=True)["model"]
-    assert not any(k.startswith("module.") for k in state) or all(k.startswith("module.") for k in state)
+    state = torch.load(tmp_path / "bundle" / "models" / "stage_joint.pt", weights_only=True)
+    # MONAI's CheckpointSaver unwraps DDP: the checkpoint loads into a plain network
+    assert any(k.startswith("encoder.") for k in state) and not any(k.startswith("module.") for k in state)
