@@ -12,6 +12,8 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
 
+from monai_cardiac.data import write_phantom_dataset
+
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundles" / "joint"
 CONFIGS = BUNDLE / "configs"
@@ -29,8 +31,6 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def tiny_phantom(tmp_path_factory) -> Path:
-    from monai_cardiac.data import write_phantom_dataset
-
     root = tmp_path_factory.mktemp("phantom")
     write_phantom_dataset(root, num_subjects=8, seed=3, num_frames=8, num_slices=None, spatial_size=(64, 64),
                           spacing=(2.5, 2.5))
