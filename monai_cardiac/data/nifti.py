@@ -23,6 +23,7 @@ __all__ = [
     "check_finite",
     "check_label_values",
     "file_to_array_affine",
+    "nifti_image",
     "read_nifti_cine",
     "read_nifti_labels",
     "read_nifti_ddf",
@@ -75,6 +76,31 @@ def file_to_array_affine(file_affine: np.ndarray) -> np.ndarray:
     """
     affine = np.asarray(file_affine, dtype=np.float64)
     return affine[:, [2, 0, 1, 3]]
+
+
+def nifti_image(data: np.ndarray, file_affine: np.ndarray) -> nib.Nifti1Image:
+    """The project's NIfTI image of ``data`` in file order: ``(X, Y, Z)``, ``(X, Y, Z, T)`` or ``(X, Y, Z, T, 2)``.
+
+    The affine is stored as qform and sform, the zooms are the affine's voxel sizes (1 for time and
+    components), units mm, and 5D displacement files carry the "vector" intent. The readers of this module
+    read back what it writes.
+
+    Args:
+        data: array in the file's axis order.
+        file_affine: 4 x 4 ``(i, j, k)`` affine, mm.
+
+    Returns:
+        the image, ready for ``nibabel.save``.
+    """
+    img = nib.Nifti1Image(data, file_affine)
+    spatial = spacing_of(file_affine)
+    img.header.set_zooms(tuple(spatial) + (1.0,) * (data.ndim - 3))
+    img.header.set_xyzt_units("mm")
+    img.set_qform(file_affine, code=1)
+    img.set_sform(file_affine, code=1)
+    if data.ndim == 5:
+        img.header.set_intent("vector")
+    return img
 
 
 def _load(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -98,7 +98,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 from monai.utils import optional_import
-from monai_cardiac.data.nifti import file_to_array_affine
+from monai_cardiac.data.nifti import file_to_array_affine, nifti_image
 
 nib, _ = optional_import("nibabel")
 
@@ -839,19 +839,6 @@ def _check_int(name: str, value, low: int, high: int | None) -> int:
     return int(value)
 
 
-def _nifti(data: np.ndarray, file_affine: np.ndarray):
-    """A NIfTI image with the affine as qform and sform and the spatial zooms of the affine (time zooms 1)."""
-    img = nib.Nifti1Image(data, file_affine)
-    spatial = np.sqrt((file_affine[:3, :3] ** 2).sum(axis=0))
-    img.header.set_zooms(tuple(spatial) + (1.0,) * (data.ndim - 3))
-    img.header.set_xyzt_units("mm")
-    img.set_qform(file_affine, code=1)
-    img.set_sform(file_affine, code=1)
-    if data.ndim == 5:
-        img.header.set_intent("vector")
-    return img
-
-
 def _save_atomic(write, path: Path) -> None:
     """Write ``path`` through a hidden temporary file in the same folder, then rename it into place."""
     tmp = path.with_name(f".partial-{path.name}")
@@ -1031,7 +1018,7 @@ def _write_patient(folder: Path, name: str, index: int, arguments: dict) -> dict
         arrays[f"{name}_frame{frame + 1:02d}.nii.gz"] = image[frame].transpose(1, 2, 0).astype(np.float32)
         arrays[f"{name}_frame{frame + 1:02d}_gt.nii.gz"] = label[frame].transpose(1, 2, 0).astype(np.uint8)
     for file_name, data in arrays.items():
-        image_file = _nifti(np.ascontiguousarray(data), affine)
+        image_file = nifti_image(np.ascontiguousarray(data), affine)
         _save_atomic(lambda tmp, img=image_file: nib.save(img, str(tmp)), folder / file_name)
     info = (
         f"ED: 1\nES: {es + 1}\nGroup: {phantom['group']}\nHeight: {height:.1f}\n"

@@ -33,7 +33,7 @@ from monai.utils import TraceKeys, convert_to_numpy, convert_to_tensor, optional
 from monai_cardiac.data.acdc import acdc_datalist
 from monai_cardiac.data.datalist import cine_header_shape, expand_slices
 from monai_cardiac.data.dicom import dicom_datalist
-from monai_cardiac.data.nifti import NUM_CLASSES, check_label_values, spacing_of
+from monai_cardiac.data.nifti import NUM_CLASSES, check_label_values, nifti_image, spacing_of
 from monai_cardiac.data.ukbb import ukbb_datalist
 from monai_cardiac.displacement import invert_displacement
 from monai_cardiac.errors import CineDataError
@@ -402,8 +402,8 @@ def write_joint_outputs(
         "ddf": folder / f"{subject}_ddf_ed_to_t.nii.gz",
         "volumes": folder / f"{subject}_volumes.csv",
     }
-    nib.save(nib.Nifti1Image(labels_np.transpose(2, 3, 1, 0), affine), str(files["seg"]))
-    nib.save(nib.Nifti1Image(ddf_np.transpose(3, 4, 2, 0, 1), affine), str(files["ddf"]))
+    nib.save(nifti_image(labels_np.transpose(2, 3, 1, 0), affine), str(files["seg"]))
+    nib.save(nifti_image(ddf_np.transpose(3, 4, 2, 0, 1), affine), str(files["ddf"]))
 
     s_h, s_w, s_z = spacing_of(affine)
     summary = _volume_summary(labels_np, (s_z, s_h, s_w), ed)
