@@ -1,7 +1,8 @@
-"""Training and evaluation engines: the stage iterations of the bundles and their evaluation reports."""
+"""Training, inference and evaluation engines of the bundles: iterations, writers and evaluation reports."""
 
 from __future__ import annotations
 
+from .engine_utils import batch_to_device, engine_autocast, optimizer_step
 from .joint_evaluation import (
     evaluate_joint_checkpoints,
     evaluate_joint_datalist,
@@ -18,27 +19,97 @@ from .joint_inference import (
     JointResultWriter,
     joint_inference_datalist,
     split_joint_prediction,
+    write_ddf_nifti,
     write_joint_outputs,
+    write_sequence_nifti,
 )
 from .joint_training import STAGES, JointTrainingIteration, JointValidationIteration, stage_parameters
+from .motion_reconstruction import (
+    INTERPOLATION_KINDS,
+    METHODS,
+    SUBSETS,
+    interpolate_velocities,
+    reconstruction_curves,
+    reconstruction_study,
+    reconstruction_tables_markdown,
+    select_slice,
+    subset_indices,
+    transport_figure,
+    volume_generator,
+)
+from .probabilistic_evaluation import (
+    evaluate_motion_checkpoints,
+    evaluate_motion_datalist,
+    evaluate_motion_sequence,
+    joint_motion_fields,
+    motion_fields,
+    motion_tables_markdown,
+    motion_target_checks,
+    plot_lv_volume_curves,
+    probabilistic_motion_fields,
+    report_phantom_motion,
+)
+from .probabilistic_inference import (
+    INPUT_FRAME_MODES,
+    MODES,
+    ProbabilisticMotionInferer,
+    ProbabilisticPredictionSplitd,
+    ProbabilisticResultWriter,
+    saver_keys,
+)
+from .probabilistic_training import ProbabilisticMotionTrainingIteration, ProbabilisticMotionValidationIteration
 
 __all__ = [
     "GRID_PRESERVING_OPERATIONS",
+    "INPUT_FRAME_MODES",
+    "INTERPOLATION_KINDS",
     "InvertToInputGridd",
     "JointPredictionSplitd",
     "JointResultWriter",
-    "STAGES",
     "JointTrainingIteration",
     "JointValidationIteration",
+    "METHODS",
+    "MODES",
+    "ProbabilisticMotionInferer",
+    "ProbabilisticMotionTrainingIteration",
+    "ProbabilisticMotionValidationIteration",
+    "ProbabilisticPredictionSplitd",
+    "ProbabilisticResultWriter",
+    "STAGES",
+    "SUBSETS",
+    "batch_to_device",
+    "engine_autocast",
     "evaluate_joint_checkpoints",
     "evaluate_joint_datalist",
     "evaluate_joint_sequence",
+    "evaluate_motion_checkpoints",
+    "evaluate_motion_datalist",
+    "evaluate_motion_sequence",
+    "interpolate_velocities",
     "joint_inference_datalist",
+    "joint_motion_fields",
     "joint_tables_markdown",
+    "motion_fields",
+    "motion_tables_markdown",
+    "motion_target_checks",
+    "optimizer_step",
     "phantom_evaluation_preprocessing",
+    "plot_lv_volume_curves",
+    "probabilistic_motion_fields",
+    "reconstruction_curves",
+    "reconstruction_study",
+    "reconstruction_tables_markdown",
     "report_phantom_joint",
+    "report_phantom_motion",
+    "saver_keys",
+    "select_slice",
     "split_joint_prediction",
     "stage_parameters",
+    "subset_indices",
     "summarize_rows",
+    "transport_figure",
+    "volume_generator",
+    "write_ddf_nifti",
     "write_joint_outputs",
+    "write_sequence_nifti",
 ]

@@ -20,6 +20,7 @@ from monai.transforms import Compose, ScaleIntensityRangePercentilesd
 
 from monai_cardiac.data.nifti import NUM_CLASSES, STRUCTURES
 from monai_cardiac.displacement import compose_displacements, warp_labels
+from monai_cardiac.engines.engine_utils import load_model_weights
 from monai_cardiac.metrics import (
     compute_contour_distance,
     compute_dice,
@@ -326,8 +327,7 @@ def evaluate_joint_checkpoints(
             print(f"{name}: no checkpoint at {path}, skipped")
             continue
         network = variant["network"].to(device)
-        state = torch.load(path, map_location=device, weights_only=True)
-        network.load_state_dict(state.get("model", state))
+        load_model_weights(network, path, device)
         rows = evaluate_joint_datalist(network, datalist, preprocessing, device, amp)
         for row in rows:
             row["seconds_per_50_frames"] = row["seconds"] * 50.0 / row["frames"]

@@ -48,7 +48,9 @@ __all__ = [
     "JointResultWriter",
     "joint_inference_datalist",
     "split_joint_prediction",
+    "write_ddf_nifti",
     "write_joint_outputs",
+    "write_sequence_nifti",
 ]
 
 logger = logging.getLogger(__name__)
@@ -92,7 +94,7 @@ def _is_acdc_patient(folder: Path) -> bool:
     return (folder / "Info.cfg").is_file() and (folder / f"{folder.name}_4d.nii.gz").is_file()
 
 
-def joint_inference_datalist(input_path: str | Path) -> list[dict]:
+def joint_inference_datalist(input_path: str | Path, ed_labels: bool = False) -> list[dict]:
     """Per-slice data list of the cine(s) to run inference on, whatever form the input takes.
 
     ``input_path`` may be:
@@ -107,14 +109,21 @@ def joint_inference_datalist(input_path: str | Path) -> list[dict]:
 
     Label files and true motion listed by the readers are left out: inference never sees labels, so the crop
     is centred by :func:`monai_cardiac.transforms.heart_center`'s label-free fallback (the temporal standard
-    deviation), as it would be on new data.
+    deviation), as it would be on new data. With ``ed_labels``, the label file of the ED frame is kept, under
+    its own key ``ed_label`` so that no transform mistakes it for the ``label`` it centres on (e.g. to propagate
+    the ED labels through the cycle): ``ed_label`` is a list holding that file where the reader lists one
+    (ACDC ``patientXXX_frameNN_gt.nii.gz`` of the ED frame; ``label_sa_ED.nii.gz`` in a folder of UK Biobank
+    subjects, not in a single subject's folder, which is read as a bare cine) and is empty otherwise, ``label_frames`` holds its 0-based frame (or is empty), and ``label_map`` is kept where the
+    reader gives one. :class:`monai_cardiac.transforms.LoadCined` reads them with ``label_key="ed_label"``.
 
     Args:
         input_path: the file or folder.
+        ed_labels: keep the ED label file as described above.
 
     Returns:
         one entry per short-axis slice with ``image``, ``slice``, ``subject``, ``group``, ``num_frames``,
-        ``ed`` (0-based frame of the file) and ``spacing_known``.
+        ``ed`` (0-based frame of the file) and ``spacing_known`` (and, with ``ed_labels``, ``ed_label``,
+        ``label_frames`` and where given ``label_map``).
 
     Raises:
         CineDataError: a missing path, a file that is not a 4D NIfTI cine, a folder of NIfTI files in neither
@@ -139,7 +148,15 @@ def joint_inference_datalist(input_path: str | Path) -> list[dict]:
                             "the 4D NIfTI file itself", path)
     else:
         entries = dicom_datalist([path])
-    return [{k: e[k] for k in _ENTRY_KEYS if k in e} for e in entries]
+    if not ed_labels:
+        return [{k: e[k] for k in _ENTRY_KEYS if k in e} for e in entries]
+    datalist = []
+    for e in entries:
+        item = {k: e[k] for k in (*_ENTRY_KEYS, "label_map") if k in e}
+        at_ed = [(path, int(f)) for path, f in zip(e.get("label", []), e.get("label_frames", [])) if int(f) == e["ed"]]
+        item["ed_label"], item["label_frames"] = [p for p, _ in at_ed], [f for _, f in at_ed]
+        datalist.append(item)
+    return datalist
 
 
 def split_joint_prediction(
@@ -231,8 +248,10 @@ class InvertToInputGridd(MapTransform):
     The inverse of ``transform`` (the preprocessing) is applied as recorded on ``d[orig_key]``, with
     MONAI's :class:`~monai.transforms.Invertd`: crops are undone (zeros outside the window: background for
     labels, no displacement for fields) and frames are rolled back from ED-first to the file's order. A
-    sequence ``(T, H, W)`` is inverted as it is; one with a component axis, e.g. a displacement sequence
-    ``(T, S, H, W)``, component by component, each as a ``(T, H, W)`` sequence.
+    sequence ``(T, H, W)`` is inverted as it is; one with more axes between frames and image axes, e.g. a
+    displacement sequence ``(T, S, H, W)`` or several samples of one ``(T, K, S, H, W)``, one ``(T, H, W)``
+    sequence at a time. With ``restore_frame_order=False`` only the crops are undone and frame 0 stays ED,
+    for sequences that are not the input's own frames (e.g. generated ones of another length).
 
     Only operations in :data:`GRID_PRESERVING_OPERATIONS` may appear in the record: their inverses move voxel
     values without interpolating them, so labels stay labels and displacements stay valid in voxels of the
@@ -243,10 +262,11 @@ class InvertToInputGridd(MapTransform):
         transform: the invertible preprocessing that produced ``d[orig_key]``.
         orig_key: key of the preprocessed image whose record is inverted.
         allow_missing_keys: don't raise for missing ``keys``.
+        restore_frame_order: roll frames back to the file's order (True) or keep ED first (False).
 
     Raises:
         ValueError: the record of ``d[orig_key]`` holds an operation that is not grid preserving.
-        CineDataError: ``d[orig_key]`` is not a MetaTensor, or a sequence is neither 3D nor 4D.
+        CineDataError: ``d[orig_key]`` is not a MetaTensor, or a sequence has fewer than 3 axes.
     """
 
     _component_key = "_component"
@@ -257,9 +277,11 @@ class InvertToInputGridd(MapTransform):
         transform: InvertibleTransform,
         orig_key: str = "image",
         allow_missing_keys: bool = False,
+        restore_frame_order: bool = True,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.orig_key = orig_key
+        self.restore_frame_order = restore_frame_order
         self.inverter = Invertd(self._component_key, transform=transform, orig_keys=orig_key, nearest_interp=False)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -275,22 +297,29 @@ class InvertToInputGridd(MapTransform):
                 f"the preprocessing of '{self.orig_key}' recorded {resampling}, which may resample; only "
                 f"{list(GRID_PRESERVING_OPERATIONS)} keep labels and voxel displacements valid when inverted."
             )
+        # the frame roll the inversion undoes, to be put back when the output keeps ED first
+        shift = 0 if self.restore_frame_order else sum(
+            int(op[TraceKeys.EXTRA_INFO]["ed"]) for op in orig.applied_operations
+            if op[TraceKeys.CLASS_NAME] == "ReorderFromED"
+        )
         for key in self.key_iterator(d):
             value = d[key]
             if value.ndim == 3:
-                d[key] = self._invert(value, orig)
-            elif value.ndim == 4:
-                parts = [convert_to_tensor(self._invert(value[:, i], orig), track_meta=False)
-                         for i in range(value.shape[1])]
-                d[key] = torch.stack(parts, dim=1)
+                d[key] = self._invert(value, orig, shift)
+            elif value.ndim > 3:
+                flat = value.reshape(value.shape[0], -1, *value.shape[-2:])
+                parts = [convert_to_tensor(self._invert(flat[:, i], orig, shift), track_meta=False)
+                         for i in range(flat.shape[1])]
+                d[key] = torch.stack(parts, dim=1).reshape(*value.shape[:-2], *parts[0].shape[-2:])
             else:
-                raise CineDataError(f"'{key}' must be a sequence (T, H, W) or (T, S, H, W), got shape "
+                raise CineDataError(f"'{key}' must be a sequence (T, H, W) or (T, ..., H, W), got shape "
                                     f"{tuple(value.shape)}", orig.meta.get("filename_or_obj"))
         return d
 
-    def _invert(self, sequence: torch.Tensor, orig: MetaTensor) -> torch.Tensor:
+    def _invert(self, sequence: torch.Tensor, orig: MetaTensor, shift: int) -> torch.Tensor:
         component = MetaTensor(convert_to_tensor(sequence, track_meta=False))  # Invertd gives it orig's record
-        return self.inverter({self._component_key: component, self.orig_key: orig})[self._component_key]
+        out = self.inverter({self._component_key: component, self.orig_key: orig})[self._component_key]
+        return torch.roll(out, -(shift % out.shape[0]), dims=0) if shift % out.shape[0] else out
 
 
 def _volume_summary(labels: np.ndarray, spacing: Sequence[float], ed: int) -> dict[str, Any]:
@@ -341,10 +370,59 @@ def _plot_volumes(path: Path, subject: str, summary: dict[str, Any], spacing_kno
     fig.savefig(str(path))
 
 
+def write_sequence_nifti(path: str | Path, sequence: Any, file_affine: Any, dtype: Any = np.float32) -> str:
+    """Write a sequence ``(T, Z, H, W)`` (e.g. a cine or labels of every frame) as a NIfTI ``(X, Y, Z, T)``.
+
+    Args:
+        path: the file to write.
+        sequence: ``(T, Z, H, W)``, frames in the order they are to be stored.
+        file_affine: the input's 4 x 4 ``(i, j, k)`` affine (``meta["original_affine"]``).
+        dtype: dtype of the stored voxels.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        CineDataError: ``sequence`` is not 4D or holds non-finite values.
+    """
+    data = convert_to_numpy(sequence)
+    if data.ndim != 4 or not np.isfinite(data).all():
+        raise CineDataError(f"expected a finite sequence (T, Z, H, W), got shape {data.shape}", path)
+    affine = convert_to_numpy(file_affine, dtype=np.float64)
+    nib.save(nifti_image(data.astype(dtype).transpose(2, 3, 1, 0), affine), str(path))
+    return str(path)
+
+
+def write_ddf_nifti(path: str | Path, ddf: Any, file_affine: Any) -> str:
+    """Write a displacement sequence ``(T, 2, Z, H, W)`` in voxels as a float32 NIfTI ``(X, Y, Z, T, 2)``.
+
+    Components are along ``(X, Y)`` = ``(H, W)``: the layout :func:`monai_cardiac.data.read_nifti_ddf` reads.
+
+    Args:
+        path: the file to write.
+        ddf: ``(T, 2, Z, H, W)`` in voxels.
+        file_affine: the input's 4 x 4 ``(i, j, k)`` affine.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        CineDataError: ``ddf`` is not shaped ``(T, 2, Z, H, W)`` or holds non-finite values.
+    """
+    data = convert_to_numpy(ddf, dtype=np.float32)
+    if data.ndim != 5 or data.shape[1] != 2:
+        raise CineDataError(f"expected a displacement sequence (T, 2, Z, H, W), got shape {data.shape}", path)
+    if not np.isfinite(data).all():
+        raise CineDataError("the displacement holds non-finite values", path)
+    affine = convert_to_numpy(file_affine, dtype=np.float64)
+    nib.save(nifti_image(data.transpose(3, 4, 2, 0, 1), affine), str(path))
+    return str(path)
+
+
 def write_joint_outputs(
     output_dir: str | Path,
     subject: str,
-    labels: Any,
+    labels: Any | None,
     ddf: Any,
     file_affine: Any,
     ed: int,
@@ -365,12 +443,12 @@ def write_joint_outputs(
     - ``<subject>_volumes.png``: the LV and RV curves with ED and ES marked (if ``plot``).
 
     Both NIfTI files carry ``file_affine``. Volumes use the voxel size of ``file_affine`` including the
-    slice spacing.
+    slice spacing. Without ``labels`` only the displacement file is written.
 
     Args:
         output_dir: folder that receives the subject's folder.
         subject: subject id (folder and file prefix).
-        labels: class ids ``(T, Z, H, W)``, frames in file order.
+        labels: class ids ``(T, Z, H, W)``, frames in file order, or None (motion only).
         ddf: ``u_{ED->t}`` ``(T, 2, Z, H, W)`` in voxels, frames in file order.
         file_affine: the input's 4 x 4 ``(i, j, k)`` affine (``meta["original_affine"]``).
         ed: 0-based ED frame in file order.
@@ -379,31 +457,35 @@ def write_joint_outputs(
         plot: write the PNG (needs matplotlib).
 
     Returns:
-        ``{"files": {kind: path}, "summary": {...}}`` with the curves as arrays and the EDV / ESV / EF values.
+        ``{"files": {kind: path}, "summary": {...}}`` with the curves as arrays and the EDV / ESV / EF values
+        (an empty summary without ``labels``).
 
     Raises:
         CineDataError: shapes that disagree, ``ed`` outside the frames, labels outside 0-3, non-finite motion.
     """
-    labels_np = convert_to_numpy(labels)
     ddf_np = convert_to_numpy(ddf, dtype=np.float32)
     affine = convert_to_numpy(file_affine, dtype=np.float64)
-    if labels_np.ndim != 4 or ddf_np.shape != (labels_np.shape[0], 2, *labels_np.shape[1:]):
-        raise CineDataError(f"expected labels (T, Z, H, W) and ddf (T, 2, Z, H, W), got {labels_np.shape} and "
+    labels_np = None if labels is None else convert_to_numpy(labels)
+    expected = ddf_np.shape[:1] + ddf_np.shape[2:] if labels_np is None else labels_np.shape
+    if len(expected) != 4 or ddf_np.shape != (expected[0], 2, *expected[1:]):
+        got = "no labels" if labels_np is None else f"labels {labels_np.shape}"
+        raise CineDataError(f"expected labels (T, Z, H, W) and ddf (T, 2, Z, H, W), got {got} and ddf "
                             f"{ddf_np.shape}", subject)
-    if not 0 <= ed < labels_np.shape[0]:
-        raise CineDataError(f"ED frame {ed} is outside the {labels_np.shape[0]} frames", subject)
+    if not 0 <= ed < expected[0]:
+        raise CineDataError(f"ED frame {ed} is outside the {expected[0]} frames", subject)
     if not np.isfinite(ddf_np).all():
         raise CineDataError("the displacement holds non-finite values", subject)
-    labels_np = check_label_values(labels_np, subject)
+    if labels_np is not None:
+        labels_np = check_label_values(labels_np, subject)
     folder = Path(output_dir) / subject
     folder.mkdir(parents=True, exist_ok=True)
-    files = {
-        "seg": folder / f"{subject}_seg.nii.gz",
-        "ddf": folder / f"{subject}_ddf_ed_to_t.nii.gz",
-        "volumes": folder / f"{subject}_volumes.csv",
-    }
-    nib.save(nifti_image(labels_np.transpose(2, 3, 1, 0), affine), str(files["seg"]))
-    nib.save(nifti_image(ddf_np.transpose(3, 4, 2, 0, 1), affine), str(files["ddf"]))
+    files = {"ddf": folder / f"{subject}_ddf_ed_to_t.nii.gz"}
+    write_ddf_nifti(files["ddf"], ddf_np, affine)
+    if labels_np is None:
+        logger.info(f"{subject}: motion written to {folder}")
+        return {"files": {k: str(v) for k, v in files.items()}, "summary": {}}
+    files.update(seg=folder / f"{subject}_seg.nii.gz", volumes=folder / f"{subject}_volumes.csv")
+    write_sequence_nifti(files["seg"], labels_np, affine, dtype=labels_np.dtype)
 
     s_h, s_w, s_z = spacing_of(affine)
     summary = _volume_summary(labels_np, (s_z, s_h, s_w), ed)

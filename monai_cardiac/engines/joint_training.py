@@ -21,6 +21,7 @@ from torch import nn
 
 from monai_cardiac.data.nifti import NUM_CLASSES
 from monai_cardiac.displacement import warp_labels
+from monai_cardiac.engines.engine_utils import batch_to_device, engine_autocast, optimizer_step
 
 __all__ = ["STAGES", "JointTrainingIteration", "JointValidationIteration", "stage_parameters"]
 
@@ -65,26 +66,6 @@ def stage_parameters(network: nn.Module, stage: str) -> Iterator[nn.Parameter]:
     return (p for p in net.parameters() if p.requires_grad)
 
 
-def _batch(engine, batchdata: dict) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Images ``(B, T, H, W)`` float, labels ``(B, T, H, W)`` long and mask ``(B, T)`` bool on the engine's device."""
-    device = engine.state.device
-    image = torch.as_tensor(batchdata["image"]).to(device, non_blocking=engine.non_blocking).float()
-    labels = batchdata.get("label")
-    mask = batchdata.get("label_mask")
-    if labels is not None:
-        labels = torch.as_tensor(labels).to(device).round().long()
-        mask = torch.as_tensor(mask).to(device).bool()
-    return image, labels, mask
-
-
-def _autocast(engine):
-    """Autocast when the engine runs with AMP (float16 on CUDA; bfloat16 on CPU)."""
-    device = engine.state.device
-    device_type = torch.device(device).type
-    dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
-    return torch.autocast(device_type, dtype=dtype, enabled=bool(engine.amp))
-
-
 class JointTrainingIteration:
     """``iteration_update`` of a ``SupervisedTrainer`` for one stage of the schedule.
 
@@ -105,14 +86,14 @@ class JointTrainingIteration:
         self.stage = _check_stage(stage)
 
     def __call__(self, engine: SupervisedTrainer, batchdata: dict) -> dict:
-        image, labels, mask = _batch(engine, batchdata)
+        image, labels, mask = batch_to_device(engine, batchdata)
         network = engine.network
         net = getattr(network, "module", network)
         network.train()
         if self.stage == "segmentation":
             net.encoder.eval()  # frozen encoder: keep its batch-norm statistics too
         engine.optimizer.zero_grad(set_to_none=True)
-        with _autocast(engine):
+        with engine_autocast(engine):
             if self.stage == "segmentation":
                 if labels is None or not bool(mask.any()):
                     raise ValueError("the segmentation stage needs labelled frames in every batch")
@@ -126,13 +107,7 @@ class JointTrainingIteration:
                 loss = engine.loss_function(
                     outputs, image[:, :1], labels if supervised else None, mask if supervised else None
                 )
-        if engine.amp and engine.scaler is not None and torch.device(engine.state.device).type == "cuda":
-            engine.scaler.scale(loss).backward()
-            engine.scaler.step(engine.optimizer)
-            engine.scaler.update()
-        else:
-            loss.backward()
-            engine.optimizer.step()
+        optimizer_step(engine, loss)
         return {"loss": loss.detach(), "image": image}
 
 
@@ -148,12 +123,12 @@ class JointValidationIteration:
     """
 
     def __call__(self, engine: SupervisedEvaluator, batchdata: dict) -> dict:
-        image, labels, mask = _batch(engine, batchdata)
+        image, labels, mask = batch_to_device(engine, batchdata)
         if image.shape[0] != 1:
             raise ValueError(f"validation runs on whole sequences with batch size 1, got {image.shape[0]}")
         network = engine.network
         network.eval()
-        with torch.no_grad(), _autocast(engine):
+        with torch.no_grad(), engine_autocast(engine):
             outputs = network(image[:, :1], image[:, 1:])
         result: dict = {"image": image}
         frames = mask[0].nonzero().flatten()
