@@ -18,7 +18,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.data.meta_obj import get_track_meta
 from monai.transforms import InvertibleTransform, MapTransform, Randomizable
-from monai.utils import TraceKeys, convert_to_tensor, ensure_tuple_rep
+from monai.utils import TraceKeys, convert_to_tensor, ensure_tuple, ensure_tuple_rep
 
 from monai_cardiac.errors import CineDataError
 
@@ -348,8 +348,9 @@ class ResampleFrames(InvertibleTransform):
 class ResampleFramesd(MapTransform, InvertibleTransform):
     """Dictionary version of :class:`ResampleFrames`, keeping the label mask and frame indices in step.
 
-    Keys resampled in nearest mode use ``d[label_mask_key]`` when present (sparse labels, see
-    :class:`ResampleFrames`). The mask becomes True on the output frames that received labels; ``d[ed_key]``,
+    Label keys resampled in nearest mode use ``d[label_mask_key]`` when present (sparse labels, see
+    :class:`ResampleFrames`); other keys in nearest mode (e.g. images, to pick whole frames instead of blending
+    neighbours) copy their nearest input frame. The mask becomes True on the output frames that received labels; ``d[ed_key]``,
     ``d[es_key]`` and each of ``d[label_frames_key]`` move to their nearest output frame
     (:func:`nearest_resampled_frame`, duplicates dropped) and ``d[num_frames_key]`` becomes ``num_frames``.
     The inverse resamples the arrays back as :meth:`ResampleFrames.inverse` does and restores the recorded mask
@@ -359,6 +360,7 @@ class ResampleFramesd(MapTransform, InvertibleTransform):
         keys: keys of the ``(T, ...)`` sequences to resample.
         num_frames: number of output frames, at least 1.
         mode: ``"linear"`` / ``"nearest"`` per key (one value for all, or one per key).
+        label_keys: the keys holding sparse label sequences; ``None`` treats every nearest-mode key as labels.
         label_mask_key, ed_key, es_key, label_frames_key, num_frames_key: keys of the ``(T,)`` label mask, ED
             frame, ES frame, list of labelled frames and frame count.
         allow_missing_keys: don't raise for missing ``keys``.
@@ -372,6 +374,7 @@ class ResampleFramesd(MapTransform, InvertibleTransform):
         keys: KeysCollection,
         num_frames: int,
         mode: Sequence[str] | str = ("linear", "nearest"),
+        label_keys: KeysCollection | None = None,
         label_mask_key: str = "label_mask",
         ed_key: str = "ed",
         es_key: str = "es",
@@ -387,6 +390,7 @@ class ResampleFramesd(MapTransform, InvertibleTransform):
         for mode_ in self.mode:
             if mode_ not in _FRAME_MODES:
                 raise ValueError(f"mode must be one of {_FRAME_MODES}, got {mode_!r}.")
+        self.label_keys = None if label_keys is None else set(ensure_tuple(label_keys))
         self.label_mask_key, self.label_frames_key = label_mask_key, label_frames_key
         self.index_keys = (ed_key, es_key)
         self.num_frames_key = num_frames_key
@@ -412,7 +416,8 @@ class ResampleFramesd(MapTransform, InvertibleTransform):
         if self.num_frames_key in d:
             d[self.num_frames_key] = num_out
         for key, mode in self.key_iterator(d, self.mode):
-            d[key] = _resample_frames(d[key], num_out, mode, sources if mode == "nearest" else None)
+            sparse = mode == "nearest" and (self.label_keys is None or key in self.label_keys)
+            d[key] = _resample_frames(d[key], num_out, mode, sources if sparse else None)
             if isinstance(d[key], MetaTensor):
                 self.push_transform(d[key], extra_info={"num_frames": num_in, "mode": mode, "restore": restore})
         return d

@@ -232,3 +232,19 @@ def test_subset_errors():
     # without keep_labelled the same draw is allowed
     d = RandFrameSubsetd(("image", "label"), num_frames=2, keep_labelled=False)(_entry(labelled=(2, 4)))
     assert d["image"].shape[0] == 2 and _frame_values(d["image"])[0] == 0
+
+
+def test_resampled_nearest_images_pick_whole_frames_while_labels_stay_sparse():
+    image = torch.arange(1, 7, dtype=torch.float32)[:, None, None].expand(6, 2, 2).clone()
+    labels = torch.zeros(6, 2, 2)
+    labels[1], labels[4] = 2.0, 3.0
+    d = {"image": image, "label": labels, "label_mask": torch.tensor([False, True, False, False, True, False])}
+    out = ResampleFramesd(["image", "label"], 3, mode="nearest", label_keys="label")(d)
+    # new frames at input times 0, 2.5 (halves up: 3), 5: every image frame is a real input frame, none zeroed
+    assert out["image"][:, 0, 0].tolist() == [1.0, 4.0, 6.0]
+    # labelled input frames 1 and 4 give their labels to their nearest new frames (0.4 -> 0, 1.6 -> 2)
+    assert out["label"][:, 0, 0].tolist() == [2.0, 0.0, 3.0]
+    assert out["label_mask"].tolist() == [True, False, True]
+    # without label_keys every nearest-mode key is a label sequence (the image would be zeroed)
+    legacy = ResampleFramesd(["image", "label"], 3, mode="nearest")(dict(d))
+    assert legacy["image"][:, 0, 0].tolist() == [2.0, 0.0, 5.0]

@@ -59,6 +59,11 @@ class MotionEncoder(nn.Module):
         strides: stride of each convolution.
         kernel_size: kernel size of every convolution.
         negative_slope: LeakyReLU slope for negative inputs.
+        initial_log_variance: starting value of the log-variance layer's bias. At ``0`` the posterior starts
+            as wide as the prior (standard deviation 1), so early samples hide the mean and the decoder learns
+            to ignore the code (posterior collapse: the KL falls to ~0 and the motion stops depending on
+            ``I_t``); a negative value (e.g. ``-6``, standard deviation 0.05) lets the code carry the image pair
+            from the first iterations. Training still learns the variance.
 
     Raises:
         ValueError: when ``channels`` and ``strides`` differ in length or ``spatial_size`` is not divisible
@@ -73,6 +78,7 @@ class MotionEncoder(nn.Module):
         strides: Sequence[int] = (2, 2, 2, 1),
         kernel_size: int = 3,
         negative_slope: float = 0.2,
+        initial_log_variance: float = 0.0,
     ) -> None:
         super().__init__()
         if len(channels) != len(strides) or len(channels) == 0:
@@ -99,6 +105,7 @@ class MotionEncoder(nn.Module):
         flat = in_channels * (self.spatial_size[0] // factor) * (self.spatial_size[1] // factor)
         self.mean = nn.Linear(flat, latent_dim)
         self.log_var = nn.Linear(flat, latent_dim)
+        nn.init.constant_(self.log_var.bias, float(initial_log_variance))
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """

@@ -73,6 +73,7 @@ class ProbabilisticMotionModel(nn.Module):
         sigma_frames: temporal smoothing of the velocities in frames (``sigma_T``).
         spacing: default pixel spacing in mm, ``(H, W)`` order.
         num_steps: number of squarings of the scaling-and-squaring exponentiation.
+        initial_log_variance: starting bias of the encoder's log-variance layer (see :class:`MotionEncoder`).
 
     Raises:
         ValueError: on ``temporal_dropout`` outside ``[0, 1]`` and on the sub-modules' bad arguments.
@@ -94,13 +95,16 @@ class ProbabilisticMotionModel(nn.Module):
         sigma_frames: float = 1.5,
         spacing: Sequence[float] = (1.5, 1.5),
         num_steps: int = 7,
+        initial_log_variance: float = 0.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= temporal_dropout <= 1.0:
             raise ValueError(f"temporal_dropout must lie in [0, 1], got {temporal_dropout}.")
         self.temporal_dropout = float(temporal_dropout)
         self.latent_dim = latent_dim
-        self.encoder = MotionEncoder(spatial_size, latent_dim, encoder_channels, encoder_strides)
+        self.encoder = MotionEncoder(
+            spatial_size, latent_dim, encoder_channels, encoder_strides, initial_log_variance=initial_log_variance
+        )
         self.spatial_size = self.encoder.spatial_size
         self.tcn = TemporalConvNet(latent_dim, tcn_dilations, tcn_kernel_size, padding_mode)
         self.decoder = MotionDecoder(spatial_size, latent_dim, decoder_channels, decoder_latent_channels)
