@@ -10,7 +10,9 @@ from .joint_evaluation import (
     joint_tables_markdown,
     phantom_evaluation_preprocessing,
     report_phantom_joint,
+    score_checkpoints,
     summarize_rows,
+    write_rows_csv,
 )
 from .joint_inference import (
     GRID_PRESERVING_OPERATIONS,
@@ -102,6 +104,7 @@ __all__ = [
     "report_phantom_joint",
     "report_phantom_motion",
     "saver_keys",
+    "score_checkpoints",
     "select_slice",
     "split_joint_prediction",
     "stage_parameters",
@@ -111,5 +114,6 @@ __all__ = [
     "volume_generator",
     "write_ddf_nifti",
     "write_joint_outputs",
+    "write_rows_csv",
     "write_sequence_nifti",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from monai.transforms import Compose, ScaleIntensityRangePercentilesd
 
 from monai_cardiac.data.nifti import NUM_CLASSES, STRUCTURES
 from monai_cardiac.displacement import compose_displacements, warp_labels
-from monai_cardiac.engines.engine_utils import load_model_weights
+from monai_cardiac.engines.engine_utils import load_model_weights, slice_spacing
 from monai_cardiac.metrics import (
     compute_contour_distance,
     compute_dice,
@@ -38,7 +38,9 @@ __all__ = [
     "joint_tables_markdown",
     "phantom_evaluation_preprocessing",
     "report_phantom_joint",
+    "score_checkpoints",
     "summarize_rows",
+    "write_rows_csv",
 ]
 
 
@@ -181,9 +183,8 @@ def evaluate_joint_datalist(
         # dense labels and true motion only where the pipeline loaded them (otherwise the keys hold paths)
         dense, true_ddf = (d.get(k) if isinstance(d.get(k), torch.Tensor) else None for k in ("dense_label", "ddf"))
         image, labels = d["image"], d["label"] if dense is None else dense
-        spacing = None
-        if entry.get("spacing_known", True) and hasattr(d["image"], "pixdim"):
-            spacing = [float(s) for s in d["image"].pixdim[:2]]
+        voxel, known = slice_spacing(d["image"], entry)
+        spacing = [float(v) for v in voxel[:2]] if known else None
         row = evaluate_joint_sequence(
             network, torch.as_tensor(image), torch.as_tensor(labels), int(d["es"]), spacing, true_ddf, device, amp,
         )
@@ -297,6 +298,41 @@ def joint_tables_markdown(summaries: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def score_checkpoints(
+    variants: Mapping[str, Mapping], score: Callable[[torch.nn.Module], list[dict]], device: torch.device | str = "cpu"
+) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+    """Load each trained variant and score it; variants whose checkpoint is missing are skipped with a message.
+
+    Args:
+        variants: ``{name: {"network": module, "checkpoint": path}}``; the checkpoint holds a state dict, bare or
+            as ``{"model": state_dict}``.
+        score: maps a loaded network to its rows (one dict per slice).
+        device: where the networks are put.
+
+    Returns:
+        ``({name: rows}, {name: summarize_rows(rows)})`` for the variants scored.
+    """
+    all_rows, summaries = {}, {}
+    for name, variant in variants.items():
+        path = Path(variant["checkpoint"])
+        if not path.is_file():
+            print(f"{name}: no checkpoint at {path}, skipped")
+            continue
+        network = variant["network"].to(device)
+        load_model_weights(network, path, device)
+        rows = score(network)
+        all_rows[name], summaries[name] = rows, summarize_rows(rows)
+    return all_rows, summaries
+
+
+def write_rows_csv(path: str | Path, rows: Sequence[dict], exclude: Iterable[str] = ()) -> None:
+    """Rows as CSV, one column per key in first-seen order, ``exclude``-d keys left out (e.g. per-frame curves)."""
+    excluded = set(exclude)
+    columns = list(dict.fromkeys(k for r in rows for k in r if k not in excluded))
+    text = [",".join(columns)] + [",".join(str(r.get(c, "")) for c in columns) for r in rows]
+    Path(path).write_text("\n".join(text) + "\n")
+
+
 def evaluate_joint_checkpoints(
     variants: dict[str, dict],
     datalist: Sequence[dict],
@@ -320,27 +356,20 @@ def evaluate_joint_checkpoints(
     Returns:
         ``{name: summary}``.
     """
-    summaries, all_rows = {}, {}
-    for name, variant in variants.items():
-        path = Path(variant["checkpoint"])
-        if not path.is_file():
-            print(f"{name}: no checkpoint at {path}, skipped")
-            continue
-        network = variant["network"].to(device)
-        load_model_weights(network, path, device)
+    def score(network: torch.nn.Module) -> list[dict]:
         rows = evaluate_joint_datalist(network, datalist, preprocessing, device, amp)
         for row in rows:
             row["seconds_per_50_frames"] = row["seconds"] * 50.0 / row["frames"]
-        all_rows[name], summaries[name] = rows, summarize_rows(rows)
+        return rows
+
+    all_rows, summaries = score_checkpoints(variants, score, device)
     tables = joint_tables_markdown(summaries)
     print(tables)
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         for name, rows in all_rows.items():
-            columns = list(dict.fromkeys(k for r in rows for k in r))
-            text = [",".join(columns)] + [",".join(str(r.get(c, "")) for c in columns) for r in rows]
-            (out / f"rows_{name}.csv").write_text("\n".join(text) + "\n")
+            write_rows_csv(out / f"rows_{name}.csv", rows)
         (out / "summary.json").write_text(json.dumps(summaries, indent=1))
         (out / "tables.md").write_text(tables)
     return summaries

@@ -57,12 +57,14 @@ from monai.utils import convert_to_tensor, optional_import
 
 from monai_cardiac.data.nifti import NUM_CLASSES, STRUCTURES
 from monai_cardiac.displacement import compose_displacements, warp_image, warp_labels
-from monai_cardiac.engines.engine_utils import load_model_weights, slice_spacing
+from monai_cardiac.engines.engine_utils import slice_spacing
 from monai_cardiac.engines.joint_evaluation import (
     _mean_std,
     _per_structure,
     phantom_evaluation_preprocessing,
+    score_checkpoints,
     summarize_rows,
+    write_rows_csv,
 )
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.metrics import (
@@ -574,13 +576,6 @@ def plot_lv_volume_curves(rows_by_variant: Mapping[str, Sequence[dict]], output_
     return True
 
 
-def _write_rows_csv(path: Path, rows: Sequence[dict]) -> None:
-    """Scalar columns of the rows as CSV (the curves go to curves.json)."""
-    columns = list(dict.fromkeys(k for r in rows for k in r if k not in _CURVE_KEYS))
-    text = [",".join(columns)] + [",".join(str(r.get(c, "")) for c in columns) for r in rows]
-    path.write_text("\n".join(text) + "\n")
-
-
 def evaluate_motion_checkpoints(
     variants: Mapping[str, Mapping],
     datalist: Sequence[dict],
@@ -606,16 +601,9 @@ def evaluate_motion_checkpoints(
     Returns:
         ``{name: summary}`` of the variants scored.
     """
-    summaries, all_rows = {}, {}
-    for name, variant in variants.items():
-        path = Path(variant["checkpoint"])
-        if not path.is_file():
-            print(f"{name}: no checkpoint at {path}, skipped")
-            continue
-        network = variant["network"].to(device)
-        load_model_weights(network, path, device)
-        rows = evaluate_motion_datalist(network, datalist, preprocessing, device, amp)
-        all_rows[name], summaries[name] = rows, summarize_rows(rows)
+    all_rows, summaries = score_checkpoints(
+        variants, lambda network: evaluate_motion_datalist(network, datalist, preprocessing, device, amp), device
+    )
     tables = motion_tables_markdown(summaries)
     checks = motion_target_checks(summaries)
     tables += "\n" + "\n".join(f"- {line}" for line in checks["lines"]) + "\n"
@@ -624,7 +612,7 @@ def evaluate_motion_checkpoints(
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         for name, rows in all_rows.items():
-            _write_rows_csv(out / f"rows_{name}.csv", rows)
+            write_rows_csv(out / f"rows_{name}.csv", rows, exclude=_CURVE_KEYS)
         curves = {name: [{k: r[k] for k in ("subject", "slice", *_CURVE_KEYS) if k in r} for r in rows]
                   for name, rows in all_rows.items()}
         (out / "curves.json").write_text(json.dumps(curves, indent=1))
