@@ -46,6 +46,22 @@ def test_encoder_shapes_and_size_check():
         encoder(images(3, 1), images(2, 1))
     with pytest.raises(ValueError, match="multiples of 8"):
         MotionEncoder((36, 32), latent_dim=D)
+    with pytest.raises(ValueError, match="normalisation"):
+        MotionEncoder((8, 8), latent_dim=D)  # instance normalisation of a 1 x 1 feature map
+    assert MotionEncoder((8, 8), latent_dim=D, norm=None)(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8))[0].shape == (2, D)
+
+
+def test_encoder_instance_norm_makes_code_intensity_invariant():
+    torch.manual_seed(0)
+    moving, fixed = images(2, 1), images(2, 1, seed=1)
+    normalised = MotionEncoder(SIZE, latent_dim=D)  # instance normalisation by default
+    mu, logvar = normalised(moving, fixed)
+    mu_scaled, logvar_scaled = normalised(3.0 * moving, 3.0 * fixed)
+    assert torch.allclose(mu, mu_scaled, atol=1e-4) and torch.allclose(logvar, logvar_scaled, atol=1e-4)
+    assert any(isinstance(m, torch.nn.InstanceNorm2d) for m in normalised.modules())
+    plain = MotionEncoder(SIZE, latent_dim=D, norm=None)  # the paper's encoder
+    assert not any(isinstance(m, torch.nn.InstanceNorm2d) for m in plain.modules())
+    assert not torch.allclose(plain(moving, fixed)[0], plain(3.0 * moving, 3.0 * fixed)[0], atol=1e-4)
 
 
 def test_decoder_shapes_identity_start_and_conditioning():
@@ -161,10 +177,10 @@ def test_eval_mode_uses_posterior_means_without_dropout():
 
 @pytest.mark.parametrize("delta", [0.5, 0.2])
 def test_temporal_dropout_fraction(delta):
-    # 2000 steps; the mask does not depend on the images, so an 8 x 8 model keeps this fast
-    model = ProbabilisticMotionModel(spatial_size=(8, 8), latent_dim=D, temporal_dropout=delta).train()
+    # 2000 steps; the mask does not depend on the images, so a 16 x 16 model keeps this fast
+    model = ProbabilisticMotionModel(spatial_size=(16, 16), latent_dim=D, temporal_dropout=delta).train()
     with torch.no_grad():
-        mask = model(torch.rand(40, 1, 8, 8), torch.rand(40, 50, 8, 8), generator=gen(3))["dropout_mask"]
+        mask = model(torch.rand(40, 1, 16, 16), torch.rand(40, 50, 16, 16), generator=gen(3))["dropout_mask"]
     assert mask.shape == (40, 50)
     assert abs(mask.float().mean().item() - delta) < 0.05
 

@@ -73,6 +73,9 @@ class ProbabilisticMotionModel(nn.Module):
         sigma_frames: temporal smoothing of the velocities in frames (``sigma_T``).
         spacing: default pixel spacing in mm, ``(H, W)`` order.
         num_steps: number of squarings of the scaling-and-squaring exponentiation.
+        encoder_norm: normalisation after each encoder convolution (see :class:`MotionEncoder`: instance
+            normalisation by default, a deviation from the paper that lets the code depend on ``I_t``),
+            ``None`` for the paper's un-normalised encoder.
         initial_log_variance: starting bias of the encoder's log-variance layer (see :class:`MotionEncoder`).
 
     Raises:
@@ -95,6 +98,7 @@ class ProbabilisticMotionModel(nn.Module):
         sigma_frames: float = 1.5,
         spacing: Sequence[float] = (1.5, 1.5),
         num_steps: int = 7,
+        encoder_norm: str | tuple | None = "instance",
         initial_log_variance: float = 0.0,
     ) -> None:
         super().__init__()
@@ -103,7 +107,12 @@ class ProbabilisticMotionModel(nn.Module):
         self.temporal_dropout = float(temporal_dropout)
         self.latent_dim = latent_dim
         self.encoder = MotionEncoder(
-            spatial_size, latent_dim, encoder_channels, encoder_strides, initial_log_variance=initial_log_variance
+            spatial_size,
+            latent_dim,
+            encoder_channels,
+            encoder_strides,
+            norm=encoder_norm,
+            initial_log_variance=initial_log_variance,
         )
         self.spatial_size = self.encoder.spatial_size
         self.tcn = TemporalConvNet(latent_dim, tcn_dilations, tcn_kernel_size, padding_mode)
