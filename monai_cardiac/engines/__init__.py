@@ -59,9 +59,14 @@ from .probabilistic_inference import (
     ProbabilisticResultWriter,
     saver_keys,
 )
+from .label_propagation import PROPAGATION_MODES, propagate_labels, propagation_fields, temporal_blend_weights
 from .probabilistic_training import ProbabilisticMotionTrainingIteration, ProbabilisticMotionValidationIteration
 
 __all__ = [
+    "PROPAGATION_MODES",
+    "propagate_labels",
+    "propagation_fields",
+    "temporal_blend_weights",
     "GRID_PRESERVING_OPERATIONS",
     "INPUT_FRAME_MODES",
     "INTERPOLATION_KINDS",

@@ -1,0 +1,1 @@
+"""Task classes of the cardiac_label MONAI Label app: inference (infers.py) and training (trainers.py)."""

@@ -1,0 +1,101 @@
+"""MONAI Label app serving the monai_cardiac bundles on cine MRI: segmentation, tracking and label propagation.
+
+Start (from the repository root, in the app's environment, see README.md)::
+
+    monailabel start_server --app apps/cardiac_label --studies /path/to/datastore --host 127.0.0.1 --port 8000 \
+        --conf bundles bundles --conf zoo_source none --conf sam2 false
+
+``--conf`` options:
+
+- ``bundles``: folder holding ``joint/`` and ``probabilistic_motion/`` bundles (default: the repository's
+  ``bundles/``). Each is served from its own ``configs/inference.json`` and ``models/model.pt``; a bundle without
+  weights is left out of ``/info`` until it has some.
+- ``preload``: ``true`` to load the networks at start.
+- ``zoo_source``, ``sam2``: accepted for the usual MONAI Label command line; the app never downloads a bundle
+  from a model zoo and has no SAM2 model, so nothing is fetched whatever they say.
+
+Models (``/infer/<name>``): ``joint_segmentation``, ``joint_tracking``, ``probabilistic_tracking``,
+``propagation``; trainer (``/train/joint``): the joint bundle's ``train_joint`` run on the datastore's labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict
+
+from fastapi import HTTPException
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.train import TrainTask
+
+from lib.infers import RequestError, bundle_infers
+from lib.trainers import CineBundleTrainTask
+from monai_cardiac.errors import CineDataError
+
+logger = logging.getLogger(__name__)
+
+REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
+
+
+class CardiacLabelApp(MONAILabelApp):
+    """The app: the joint and probabilistic motion bundles as MONAI Label models, and label propagation.
+
+    Requests that cannot be served get a 4xx answer with the reason: 404 for a model name the app does not
+    serve (or one whose bundle has no weights), 400 for bad input (not a 4D cine, a label off the cine's grid or
+    with values outside 0-3, an unknown option, a frame outside the cine).
+
+    Args:
+        app_dir: this folder.
+        studies: the datastore.
+        conf: ``--conf`` options (see the module docstring).
+    """
+
+    def __init__(self, app_dir: str, studies: str, conf: Dict[str, str]) -> None:
+        root = Path(conf.get("bundles") or REPO_BUNDLES).resolve()
+        self.bundles = {"joint": str(root / "joint"), "probabilistic": str(root / "probabilistic_motion")}
+        for name, folder in self.bundles.items():
+            if not os.path.isdir(os.path.join(folder, "configs")):
+                logger.warning(f"{name} bundle not found: {folder}/configs does not exist")
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="cardiac_label",
+            description="Cardiac cine MRI: segmentation and motion of every frame, label propagation through the "
+            "cardiac cycle (monai_cardiac bundles)",
+            version="0.1.0",
+        )
+
+    def init_infers(self) -> Dict[str, InferTask]:
+        return bundle_infers(self.bundles, self.conf)
+
+    def init_trainers(self) -> Dict[str, TrainTask]:
+        task = CineBundleTrainTask(self.bundles["joint"], self.conf)
+        return {"joint": task} if task.is_valid() else {}
+
+    def infer(self, request: Dict[str, Any], datastore: Any = None) -> Dict[str, Any]:
+        """MONAI Label's ``infer``, with unknown models and bad input answered as client errors."""
+        model = request.get("model")
+        task = self._infers.get(model)
+        if task is None or not task.is_valid():
+            available = sorted(k for k, v in self._infers.items() if v.is_valid())
+            reason = "is not served" if task is None else "has no weights (models/model.pt)"
+            raise HTTPException(status_code=404, detail=f"model {model!r} {reason}; available: {available}")
+        try:
+            return super().infer(request, datastore)
+        except (CineDataError, RequestError) as err:
+            logger.info(f"bad infer request for {model}: {err}")
+            raise HTTPException(status_code=400, detail=f"{model}: {err}") from err
+
+    def bundle_path(self, model: str | None) -> str | None:
+        """MONAI Label's look-up of a trainer's bundle, with unknown model names answered 404.
+
+        MONAI Label's ``/train/<model>`` (and ``/batch/infer``) call this in the server before starting their
+        background process, which would otherwise fail later, out of the client's sight, on an unknown name.
+        """
+        if model and model not in self._trainers and model not in self._infers:
+            raise HTTPException(status_code=404, detail=f"model {model!r} is not served; trainers: "
+                                f"{sorted(self._trainers)}, models: {sorted(self._infers)}")
+        return super().bundle_path(model)
