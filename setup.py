@@ -25,5 +25,8 @@ setup(
     extras_require={
         "dicom": ["pydicom>=2.4"],
         "test": ["pytest>=7.0", "pydicom>=2.4"],
+        # peer registration methods for the side-by-side benchmark (monai_cardiac.baselines); antspyx caps numpy
+        # and scipy below the core's newest versions, so keep this extra in its own environment (.ci/peers.sh)
+        "peers": ["itk-elastix>=0.25", "antspyx>=0.6.3"],
     },
 )

@@ -13,11 +13,12 @@ that gives the motion of a cine slice can be scored the same way:
 Columns of a row (``<s>`` = ``RV``, ``Myo``, ``LV``; HD95 in mm only with a known spacing, NaN otherwise or
 when a mask is empty):
 
-- ``track_dice_<s>``, ``track_dice_mean``, ``track_hd95_<s>``: the ED labels warped with ``u_{ED->ES}`` (nearest)
-  against the ES labels.
-- ``comp_dice_<s>``, ``comp_dice_mean``, ``comp_hd95_<s>``: the ES labels warped with ``u_{ES->ED}`` against the
-  ED labels (the direction of the joint bundle's Table 2, equal to its ``warp_dice_<s>``).
-- ``unwarped_dice_<s>``, ``unwarped_dice_mean``, ``unwarped_hd95_<s>``: ES labels against ED labels, no motion.
+- ``track_dice_<s>``, ``track_dice_mean``, ``track_hd95_<s>``, ``track_mcd_<s>``: the ED labels warped with
+  ``u_{ED->ES}`` (nearest) against the ES labels (MCD: mean contour distance in mm, NaN like HD95).
+- ``comp_dice_<s>``, ``comp_dice_mean``, ``comp_hd95_<s>``, ``comp_mcd_<s>``: the ES labels warped with
+  ``u_{ES->ED}`` against the ED labels (the direction of the joint bundle's Table 2, equal to its ``warp_dice_<s>``).
+- ``unwarped_dice_<s>``, ``unwarped_dice_mean``, ``unwarped_hd95_<s>``, ``unwarped_mcd_<s>``: ES labels against ED
+  labels, no motion.
 - ``rmse_track``: intensity RMSE of ``warp(I_ED, u_{ED->t})`` against ``I_t``; ``rmse_comp``: of
   ``warp(I_t, u_{t->ED})`` against ``I_ED``; ``rmse_unregistered``: of ``I_ED`` against ``I_t``. Each is the
   mean over frames ``1 .. T-1`` of the per-frame RMSE over the whole image (intensities in [0, 1]).
@@ -30,6 +31,8 @@ when a mask is empty):
 - ``folding_pct_comp`` / ``folding_pct_track``: % voxels with ``det J <= 0`` over all frames ``1 .. T-1`` and
   the whole image; ``folding_heart_pct_comp``: inside the ED heart (labels > 0 of the ED frame);
   ``folding_heart_pct_track``: inside the heart tracked to each frame (ED labels warped with ``u_{ED->t}``).
+- ``sdlogj_comp`` / ``sdlogj_track``: standard deviation of ``log det J`` over the whole image
+  (:func:`~monai_cardiac.metrics.sdlogj`, determinants clipped at 1e-9), averaged over frames ``1 .. T-1``.
 - LV volume curve (``u_{ED->t}`` only): the ED LV mask warped to every frame. ``lv_ed_voxels``,
   ``lv_es_track_voxels``, ``lv_es_ref_voxels`` (the slice's LV area as a voxel count) and, when the in-plane
   spacing and the slice thickness are known, the same in mL (``lv_ed_ml``, ...); ``lv_ef_track``, ``lv_ef_ref``
@@ -41,6 +44,11 @@ when a mask is empty):
   ``zero_motion_epe_comp_px``, the error of ``u_{ES->ED}`` measured as in the joint evaluation (composed with the
   true motion inside the ED heart, where the exact estimate gives zero).
 - ``frames``, ``seconds`` (time of the model's forward pass), ``seconds_per_50_frames``.
+- With ``invert_missing`` (:func:`evaluate_motion_entry`), a method that gives one direction only has the other
+  computed by :func:`~monai_cardiac.displacement.invert_displacement`, so that both directions are scored for every
+  method: ``inverted`` names the derived field (``"u_t_to_ed"``, ``"u_ed_to_t"`` or ``""``),
+  ``seconds_inversion`` its time (not part of ``seconds``) and ``inversion_converged`` (1.0 / 0.0) whether the
+  fixed-point iteration met its tolerance on every frame (it cannot where the field folds).
 """
 
 from __future__ import annotations
@@ -48,7 +56,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +65,7 @@ import torch
 from monai.utils import convert_to_tensor, optional_import
 
 from monai_cardiac.data.nifti import NUM_CLASSES, STRUCTURES
-from monai_cardiac.displacement import compose_displacements, warp_image, warp_labels
+from monai_cardiac.displacement import compose_displacements, invert_displacement, warp_image, warp_labels
 from monai_cardiac.engines.engine_utils import slice_spacing
 from monai_cardiac.engines.joint_evaluation import (
     _mean_std,
@@ -74,6 +83,7 @@ from monai_cardiac.metrics import (
     end_point_error,
     folding_fraction,
     jacobian_determinant,
+    sdlogj,
     spatial_gradient_magnitude,
     structure_volume_curve,
     temporal_gradient_magnitude,
@@ -86,6 +96,7 @@ Figure, has_matplotlib = optional_import("matplotlib.figure", name="Figure")
 __all__ = [
     "evaluate_motion_checkpoints",
     "evaluate_motion_datalist",
+    "evaluate_motion_entry",
     "evaluate_motion_sequence",
     "joint_motion_fields",
     "motion_fields",
@@ -101,15 +112,16 @@ _CURVE_KEYS = ("lv_volume_track", "lv_volume_ref", "lv_volume_unit")
 
 
 def _label_scores(prefix: str, pred: torch.Tensor, ref: torch.Tensor, spacing: Sequence[float] | None) -> dict:
-    """Dice and HD95 per structure (and the mean Dice) of label maps ``(1, 1, H, W)``; HD95 NaN without spacing."""
+    """Dice, HD95 and MCD per structure (and the mean Dice) of label maps ``(1, 1, H, W)``; mm NaN without spacing."""
     dice = compute_dice(pred, ref, num_classes=NUM_CLASSES)
     row = _per_structure(f"{prefix}_dice", dice)
     row[f"{prefix}_dice_mean"] = float(dice.mean())
-    if spacing is None:
-        hd95 = torch.full((1, len(STRUCTURES)), float("nan"))
-    else:
-        hd95 = compute_contour_distance(pred, ref, "hd95", spacing=spacing, num_classes=NUM_CLASSES)
-    row.update(_per_structure(f"{prefix}_hd95", hd95))
+    for metric in ("hd95", "mcd"):
+        if spacing is None:
+            values = torch.full((1, len(STRUCTURES)), float("nan"))
+        else:
+            values = compute_contour_distance(pred, ref, metric, spacing=spacing, num_classes=NUM_CLASSES)
+        row.update(_per_structure(f"{prefix}_{metric}", values))
     return row
 
 
@@ -120,7 +132,7 @@ def _pooled_folding(det: torch.Tensor, mask: torch.Tensor | None) -> float:
 
 
 def _field_scores(suffix: str, fields: torch.Tensor, heart: torch.Tensor) -> dict[str, float]:
-    """Spatial and temporal gradient and folding of a displacement sequence ``(T - 1, 2, H, W)``."""
+    """Spatial and temporal gradient, folding and SDlogJ of a displacement sequence ``(T - 1, 2, H, W)``."""
     sequence = torch.cat([torch.zeros_like(fields[:1]), fields])  # the zero field of ED first
     det = jacobian_determinant(fields)
     return {
@@ -128,6 +140,7 @@ def _field_scores(suffix: str, fields: torch.Tensor, heart: torch.Tensor) -> dic
         f"grad_t_{suffix}": float(temporal_gradient_magnitude(sequence, spatial_dims=2)),
         f"folding_pct_{suffix}": _pooled_folding(det, None),
         f"folding_heart_pct_{suffix}": _pooled_folding(det, heart),
+        f"sdlogj_{suffix}": float(sdlogj(det).mean()),
     }
 
 
@@ -359,6 +372,61 @@ def _slice_geometry(entry: Mapping, image) -> tuple[list[float] | None, float | 
     return ([float(s) for s in spacing[:2]], float(spacing[2])) if known else (None, None)
 
 
+def _invert_timed(fields: torch.Tensor) -> tuple[torch.Tensor, float, bool]:
+    """:func:`invert_displacement` of a sequence ``(T - 1, 2, H, W)``: the inverse, seconds, and convergence."""
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        inverse = invert_displacement(fields)
+    converged = not any(issubclass(w.category, RuntimeWarning) for w in caught)
+    return inverse, time.perf_counter() - start, converged
+
+
+def evaluate_motion_entry(
+    entry: Mapping,
+    preprocessing: Callable[[Mapping], Mapping],
+    fields_fn: Callable[[torch.Tensor, Sequence[float] | None], Mapping],
+    invert_missing: bool = False,
+) -> dict:
+    """Preprocess one data-list entry, estimate its motion with ``fields_fn`` and score it.
+
+    Args:
+        entry: a per-slice entry (docs/conventions.md) whose ED and ES frames are labelled.
+        preprocessing: a transform giving ``image`` / ``label`` ``(T, H, W)`` with ED first, and optionally
+            ``label_mask``, ``dense_label`` and ``ddf`` (true ``u_{ED->t}``) on the same grid.
+        fields_fn: ``fields_fn(image (T, H, W), spacing (sH, sW) in mm or None)`` returning
+            ``{"u_ed_to_t", "u_t_to_ed", "seconds"}`` as :func:`motion_fields` does (either field may be ``None``).
+        invert_missing: derive a missing direction by inverting the other (module docstring); ``False`` leaves
+            its columns out.
+
+    Returns:
+        the row of :func:`evaluate_motion_sequence` with ``subject``, ``slice``, ``seconds`` and
+        ``seconds_per_50_frames`` (and the inversion columns with ``invert_missing``); mm columns only where
+        ``spacing_known``.
+    """
+    d = preprocessing(entry)
+    dense, true_ddf = (d.get(k) if isinstance(d.get(k), torch.Tensor) else None for k in ("dense_label", "ddf"))
+    image = convert_to_tensor(d["image"], dtype=torch.float32, track_meta=False)
+    labels = convert_to_tensor(d["label"] if dense is None else dense, track_meta=False)
+    label_mask = d.get("label_mask") if dense is None else torch.ones(image.shape[0], dtype=torch.bool)
+    spacing, thickness = _slice_geometry(entry, d["image"])
+    fields = dict(fields_fn(image, spacing))
+    extra: dict = {}
+    if invert_missing:
+        extra["inverted"], extra["seconds_inversion"], extra["inversion_converged"] = "", 0.0, 1.0
+        for missing, given in (("u_t_to_ed", "u_ed_to_t"), ("u_ed_to_t", "u_t_to_ed")):
+            if fields.get(missing) is None and fields.get(given) is not None:
+                fields[missing], seconds, converged = _invert_timed(torch.as_tensor(fields[given]).float())
+                extra.update(inverted=missing, seconds_inversion=seconds, inversion_converged=float(converged))
+    row = evaluate_motion_sequence(
+        image, labels, int(d["es"]), fields.get("u_t_to_ed"), fields.get("u_ed_to_t"), spacing, true_ddf,
+        None if label_mask is None else torch.as_tensor(label_mask), thickness,
+    )
+    row["seconds"] = float(fields["seconds"])
+    row["seconds_per_50_frames"] = row["seconds"] * 50.0 / image.shape[0]
+    return {"subject": entry["subject"], "slice": int(entry.get("slice", 0)), **row, **extra}
+
+
 def evaluate_motion_datalist(
     network: torch.nn.Module,
     datalist: Sequence[dict],
@@ -377,8 +445,7 @@ def evaluate_motion_datalist(
         amp: autocast the network.
 
     Returns:
-        one row per slice, with ``subject``, ``slice`` and ``seconds_per_50_frames`` added; mm columns only where
-        ``spacing_known``.
+        one row per slice (:func:`evaluate_motion_entry`).
 
     Raises:
         CineDataError: a slice whose size the probabilistic model cannot take (naming the entry's image).
@@ -386,27 +453,18 @@ def evaluate_motion_datalist(
     network.eval()
     rows = []
     for entry in datalist:
-        d = preprocessing(entry)
-        dense, true_ddf = (d.get(k) if isinstance(d.get(k), torch.Tensor) else None for k in ("dense_label", "ddf"))
-        image = convert_to_tensor(d["image"], dtype=torch.float32, track_meta=False)
-        labels = convert_to_tensor(d["label"] if dense is None else dense, track_meta=False)
-        label_mask = d.get("label_mask") if dense is None else torch.ones(image.shape[0], dtype=torch.bool)
-        if isinstance(network, ProbabilisticMotionModel) and tuple(image.shape[1:]) != tuple(network.spatial_size):
-            raise CineDataError(
-                f"slice {entry.get('slice', 0)} is {tuple(image.shape[1:])} after preprocessing, but the "
-                f"probabilistic motion model takes {tuple(network.spatial_size)} (fixed by its dense layers); crop "
-                "to the model's roi_size, or for the phantom write it at that spatial_size",
-                entry.get("image"),
-            )
-        spacing, thickness = _slice_geometry(entry, d["image"])
-        fields = motion_fields(network, image, device, amp)
-        row = evaluate_motion_sequence(
-            image, labels, int(d["es"]), fields["u_t_to_ed"], fields["u_ed_to_t"], spacing, true_ddf,
-            None if label_mask is None else torch.as_tensor(label_mask), thickness,
-        )
-        row["seconds"] = fields["seconds"]
-        row["seconds_per_50_frames"] = fields["seconds"] * 50.0 / image.shape[0]
-        rows.append({"subject": entry["subject"], "slice": int(entry.get("slice", 0)), **row})
+
+        def fields_fn(image: torch.Tensor, spacing, entry=entry) -> dict:
+            if isinstance(network, ProbabilisticMotionModel) and tuple(image.shape[1:]) != tuple(network.spatial_size):
+                raise CineDataError(
+                    f"slice {entry.get('slice', 0)} is {tuple(image.shape[1:])} after preprocessing, but the "
+                    f"probabilistic motion model takes {tuple(network.spatial_size)} (fixed by its dense layers); "
+                    "crop to the model's roi_size, or for the phantom write it at that spatial_size",
+                    entry.get("image"),
+                )
+            return motion_fields(network, image, device, amp)
+
+        rows.append(evaluate_motion_entry(entry, preprocessing, fields_fn))
     return rows
 
 
@@ -418,8 +476,9 @@ def motion_tables_markdown(summaries: Mapping[str, Mapping]) -> str:
 
     Returns:
         Markdown: tracking (ED -> ES) and compensation (ES -> ED) Dice and HD95 with an "unregistered" row,
-        the motion-field table (RMSE, spatial and temporal gradient, folding, LV EF error, time) and, where the
-        true motion is known, the end-point errors.
+        the mean contour distances of both directions (where any summary has them), the motion-field table (RMSE,
+        spatial and temporal gradient, folding, SDlogJ, LV EF error, time) and, where the true motion is known,
+        the end-point errors.
     """
     names = ("LV", "Myo", "RV")
     unregistered = next((s for s in summaries.values() if "unwarped_dice_LV" in s), None)
@@ -444,22 +503,35 @@ def motion_tables_markdown(summaries: Mapping[str, Mapping]) -> str:
             cells += [_mean_std(s, f"{prefix}_hd95_{k}", 2) for k in names]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+    if any("track_mcd_LV" in s or "comp_mcd_LV" in s for s in summaries.values()):
+        lines += ["Mean contour distance (mm) of the warped labels, mean (std) over slices of known spacing", "",
+                  "| model | ED->ES LV | ED->ES Myo | ED->ES RV | ES->ED LV | ES->ED Myo | ES->ED RV |",
+                  "|---|---|---|---|---|---|---|"]
+        if unregistered is not None and "unwarped_mcd_LV" in unregistered:
+            cells = [_mean_std(unregistered, f"unwarped_mcd_{k}", 2) for k in names]
+            lines.append("| unregistered | " + " | ".join(cells * 2) + " |")
+        for name, s in summaries.items():
+            cells = [_mean_std(s, f"{d}_mcd_{k}", 2) for d in ("track", "comp") for k in names]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
     lines += [
         "Motion fields, frames 1..T-1 (whole image unless said): RMSE of warped intensities ([0, 1]); spatial gradient "
         "(voxel/voxel) and temporal gradient (voxel/frame, ED zero field first) of u_{t->ED} (ED grid) and "
-        "u_{ED->t}; % det J <= 0 over all frames (image / heart); |EF error| of the tracked LV curve", "",
+        "u_{ED->t}; % det J <= 0 over all frames (image / heart); SDlogJ (whole image, mean over frames); |EF error| "
+        "of the tracked LV curve", "",
         "| model | RMSE ED->t | RMSE t->ED | grad_s u_{t->ED} | grad_t u_{t->ED} | grad_s u_{ED->t} "
         "| grad_t u_{ED->t} | % det J <= 0 u_{t->ED} | % in heart | % det J <= 0 u_{ED->t} | % in heart "
-        "| LV EF abs error | s / 50 frames |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| SDlogJ u_{t->ED} | SDlogJ u_{ED->t} | LV EF abs error | s / 50 frames |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     if unregistered is not None:
         rmse = _mean_std(unregistered, "rmse_unregistered", 4)
-        lines.append(f"| unregistered | {rmse} | {rmse} | " + " | ".join(["-"] * 10) + " |")
+        lines.append(f"| unregistered | {rmse} | {rmse} | " + " | ".join(["-"] * 12) + " |")
     for name, s in summaries.items():
         cells = [_mean_std(s, "rmse_track", 4), _mean_std(s, "rmse_comp", 4)]
         cells += [_mean_std(s, f"grad_{k}_{d}", 4) for d in ("comp", "track") for k in ("s", "t")]
         cells += [_mean_std(s, f"folding{h}_pct_{d}") for d in ("comp", "track") for h in ("", "_heart")]
+        cells += [_mean_std(s, f"sdlogj_{d}", 4) for d in ("comp", "track")]
         cells += [_mean_std(s, "lv_ef_abs_error"), _mean_std(s, "seconds_per_50_frames", 3)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if any("epe_px" in s or "epe_comp_px" in s for s in summaries.values()):

@@ -1,0 +1,87 @@
+"""Group-wise 2D+t B-spline registration in elastix: the 4D-Elastix baseline of Krebs et al. (STACOM 2019).
+
+The whole cine is one ``(T, H, W)`` image registered with itself: a B-spline stack transform (one spatial B-spline
+per frame, no coupling along time) minimises the intensity variance over time at each point of a common "mean"
+space (elastix's ``VarianceOverLastDimensionMetric``, with ``SubtractMean`` so the mean frame's transform is
+identity on average). Frame ``t``'s field maps the mean space onto frame ``t``: it is ``u_{t->mean}`` (it pulls
+frame ``t`` onto the mean grid). ED -> t then is ``u_{ED->t} = compose(u_{ED->mean}, inverse(u_{t->mean}))``
+(:func:`monai_cardiac.displacement.compose_displacements`, :func:`~monai_cardiac.displacement.invert_displacement`);
+the inversion is part of the method's time.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from monai_cardiac.displacement import compose_displacements, invert_displacement
+
+from ._elastix import ELASTIX_DIST, deformation_field_voxels, elastix_parameter_object, itk, itk_image
+from .base import SequenceRegistration
+
+__all__ = ["ElastixGroupwiseRegistration"]
+
+
+class ElastixGroupwiseRegistration(SequenceRegistration):
+    """Group-wise 2D+t B-spline registration of the whole cine, turned into ED -> t fields.
+
+    Args:
+        grid_spacing: final in-plane control-point spacing in voxels (time is not gridded: stack transform).
+        num_resolutions: pyramid levels; images are smoothed in-plane only (``ImagePyramidSchedule`` with 0 along
+            time), so frames are never blurred into each other.
+        iterations: optimizer iterations per level.
+        num_samples: random spatial samples per iteration (over the whole 2D+t image).
+        seed: elastix's random seed.
+    """
+
+    name = "groupwise"
+    requires = (ELASTIX_DIST,)
+
+    def __init__(
+        self,
+        grid_spacing: float = 6.0,
+        num_resolutions: int = 3,
+        iterations: int = 256,
+        num_samples: int = 4096,
+        seed: int = 0,
+    ) -> None:
+        self.grid_spacing = float(grid_spacing)
+        self.num_resolutions = int(num_resolutions)
+        self.iterations = int(iterations)
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+
+    def _settings(self) -> dict:
+        levels = self.num_resolutions
+        pyramid = []
+        for k in range(levels):
+            factor = 2 ** (levels - 1 - k)
+            pyramid += [factor, factor, 0]  # x, y, t: never smooth along time
+        return {
+            "FinalGridSpacingInPhysicalUnits": None,
+            "FinalGridSpacingInVoxels": self.grid_spacing,
+            "GridSpacingSchedule": [2.0 ** (levels - 1 - k) for k in range(levels)],
+            "NumberOfResolutions": levels,
+            "ImagePyramidSchedule": pyramid,
+            "MaximumNumberOfIterations": self.iterations,
+            "NumberOfSpatialSamples": self.num_samples,
+            "SubtractMean": True,
+            "RandomSeed": self.seed,
+            "WriteResultImage": False,
+        }
+
+    def _register(self, frames: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+        stack = itk_image(frames, (1.0, *spacing))
+        _, transform = itk.elastix_registration_method(
+            stack, stack, parameter_object=elastix_parameter_object("groupwise", self._settings()),
+            log_to_console=False,
+        )
+        to_mean = deformation_field_voxels(stack, transform, (1.0, *spacing))  # (3, T, H, W): time, row, column
+        u_t_to_mean = torch.from_numpy(np.ascontiguousarray(to_mean[1:].transpose(1, 0, 2, 3)))  # (T, 2, H, W)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a folding frame: the last iterate is kept
+            u_mean_to_t = invert_displacement(u_t_to_mean)
+        u_ed_to_mean = u_t_to_mean[:1].expand_as(u_mean_to_t)
+        return compose_displacements(u_ed_to_mean, u_mean_to_t).numpy()
