@@ -11,9 +11,17 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from monai.utils import optional_import
 
+from .base import SequenceRegistration
+
 itk, _ = optional_import("itk")
 
-__all__ = ["ELASTIX_DIST", "deformation_field_voxels", "elastix_parameter_object", "itk_image"]
+__all__ = [
+    "ELASTIX_DIST",
+    "ElastixBSplineRegistration",
+    "deformation_field_voxels",
+    "elastix_parameter_object",
+    "itk_image",
+]
 
 ELASTIX_DIST = "itk-elastix"  # the distribution that adds elastix to ITK's Python wrapping
 
@@ -72,3 +80,42 @@ def deformation_field_voxels(moving, transform_parameters, spacing: Sequence[flo
     dims = len(spacing)
     # field[..., k] is along ITK axis k, i.e. numpy axis dims - 1 - k
     return np.stack([field[..., dims - 1 - i] / float(spacing[i]) for i in range(dims)]).astype(np.float32)
+
+
+class ElastixBSplineRegistration(SequenceRegistration):
+    """What the elastix B-spline peers share: the control-point grid, its multi-resolution schedule, the optimiser
+    budget, the random sampling and the seed (subclasses add their metric and write ``_register``).
+
+    Args:
+        grid_spacing: final in-plane control-point spacing in voxels (elastix ``FinalGridSpacingInVoxels``); the
+            coarser levels use ``2 ** k`` times it.
+        num_resolutions: levels of the Gaussian image pyramid and of the grid schedule.
+        iterations: optimiser iterations per level (adaptive stochastic gradient descent).
+        num_samples: random spatial samples per iteration.
+        seed: elastix's random seed (sampling), for reproducible fields.
+    """
+
+    requires = (ELASTIX_DIST,)
+
+    def __init__(
+        self, grid_spacing: float = 6.0, num_resolutions: int = 3, iterations: int = 256, num_samples: int = 2048,
+        seed: int = 0,
+    ) -> None:
+        self.grid_spacing = float(grid_spacing)
+        self.num_resolutions = int(num_resolutions)
+        self.iterations = int(iterations)
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+
+    def _bspline_settings(self) -> dict:
+        """elastix parameters of the grid, the schedule, the optimiser budget and the seed."""
+        levels = self.num_resolutions
+        return {
+            "FinalGridSpacingInPhysicalUnits": None,
+            "FinalGridSpacingInVoxels": self.grid_spacing,
+            "GridSpacingSchedule": [2.0 ** (levels - 1 - k) for k in range(levels)],
+            "NumberOfResolutions": levels,
+            "MaximumNumberOfIterations": self.iterations,
+            "RandomSeed": self.seed,
+            "WriteResultImage": False,
+        }

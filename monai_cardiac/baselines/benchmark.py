@@ -37,7 +37,8 @@ Outputs in ``--output_dir``: ``rows_<method>.jsonl`` (the journal: one JSON row 
 ``rows_<method>.csv`` (per-slice rows without the curves), ``summary.csv`` (one row per method: mean and std of
 every column, slices, failures, median times, peak memory), ``summary.json``, ``tables.md``, ``curves.json``,
 ``lv_curves_<method>.png`` and ``lv_volume_curves.png`` (LV volume curves), ``summary.png`` (bar chart),
-``run.json`` (command, machine, threads, parameters, absent methods).
+``run.json`` (commands, machine, threads, parameters, absent methods). Methods may be run in several commands
+into one ``--output_dir`` (e.g. a slow peer on its own): the reports always cover every method journalled there.
 """
 
 from __future__ import annotations
@@ -366,7 +367,9 @@ def run_benchmark(
         command: the command line, written down in the reports.
 
     Returns:
-        ``{"rows": {method: rows}, "summaries": {method: summary}, "absent": {method: reason}, "run": {...}}``.
+        ``{"rows": {method: rows}, "summaries": {method: summary}, "absent": {method: reason}, "run": {...}}``;
+        ``rows`` and the reports hold every method with a journal in ``out_dir`` (an earlier run's too), on
+        ``entries``' slices.
 
     Raises:
         ValueError: an unknown method, or no entries.
@@ -403,10 +406,41 @@ def run_benchmark(
         except Exception as error:  # recorded in the rows already
             described = {"error": str(error)}
         run["methods"][name] = {"parameters": described, "slices": len(chosen), "repeats": reps,
-                                "wall_minutes_this_run": (time.perf_counter() - start) / 60}
+                                "wall_minutes_this_run": (time.perf_counter() - start) / 60, "command": command}
     run["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    all_rows = _with_earlier_journals(all_rows, out, entries)
+    run = _with_earlier_run(run, out)
     result = write_reports(all_rows, out, run)
     return {"rows": all_rows, **result, "absent": absent, "run": run}
+
+
+def _with_earlier_journals(rows_by_method: Mapping[str, list[dict]], out: Path, entries: Sequence[Mapping]
+                           ) -> dict[str, list[dict]]:
+    """This run's rows plus those of methods an earlier run wrote into ``out`` (same slices only), in table order.
+
+    A benchmark can so be run method by method (``--methods syn``) and still report every method side by side.
+    """
+    wanted = {_key(e) for e in entries}
+    merged = {}
+    for name in METHODS:
+        if name in rows_by_method:
+            merged[name] = list(rows_by_method[name])
+        elif earlier := [r for r in read_journal(out / f"rows_{name}.jsonl") if _key(r) in wanted]:
+            merged[name] = earlier
+    return merged
+
+
+def _with_earlier_run(run: dict, out: Path) -> dict:
+    """``run`` with the methods and commands of the ``run.json`` an earlier run left in ``out`` (this run wins)."""
+    path = out / "run.json"
+    try:
+        earlier = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        earlier = {}
+    commands = earlier.get("commands", [earlier["command"]] if earlier.get("command") else [])
+    return {**run, "commands": [*commands, run["command"]],
+            "methods": {**earlier.get("methods", {}), **run["methods"]},
+            "started": earlier.get("started", run["started"])}
 
 
 # ----------------------------------------------------------------------------------------------- reports
@@ -554,7 +588,8 @@ def write_reports(rows_by_method: Mapping[str, Sequence[Mapping]], out_dir: str 
                 for n, rows in rows_by_method.items() for r in rows if r.get("status") != "ok"]
     machine = run.get("machine", {})
     lines = ["# Motion methods side by side", "",
-             f"Command: `{run.get('command', '')}`", "",
+             "Commands (in order; each method's own is in its parameters below):", "",
+             *[f"    {c}" for c in run.get("commands", [run.get("command", "")])], "",
              f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {machine.get('platform', '')}; "
              f"Python {machine.get('python', '')}, torch {machine.get('torch', '')}; GPU: {machine.get('gpu') or 'none'}; "
              f"{machine.get('threads', '?')} thread(s) per method (torch, OpenMP, ITK).", "",

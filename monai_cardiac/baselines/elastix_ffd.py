@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._elastix import ELASTIX_DIST, deformation_field_voxels, elastix_parameter_object, itk, itk_image
-from .base import SequenceRegistration
+from ._elastix import ElastixBSplineRegistration, deformation_field_voxels, elastix_parameter_object, itk, itk_image
 
 __all__ = ["ElastixFFDRegistration"]
 
 
-class ElastixFFDRegistration(SequenceRegistration):
+class ElastixFFDRegistration(ElastixBSplineRegistration):
     """ED -> t B-spline FFD of every frame, one elastix registration per frame.
 
     Args:
-        grid_spacing: final control-point spacing in voxels (elastix ``FinalGridSpacingInVoxels``); coarser levels
-            use 4, 2 and 1 times it.
+        grid_spacing: final control-point spacing in voxels; coarser levels use 4, 2 and 1 times it.
         num_resolutions: levels of the Gaussian image pyramid (and of the grid schedule).
         iterations: optimizer iterations per level (adaptive stochastic gradient descent).
         metric: elastix similarity metric, e.g. ``"AdvancedMeanSquares"`` or ``"AdvancedNormalizedCorrelation"``.
@@ -31,7 +29,6 @@ class ElastixFFDRegistration(SequenceRegistration):
     """
 
     name = "ffd"
-    requires = (ELASTIX_DIST,)
 
     def __init__(
         self,
@@ -43,29 +40,18 @@ class ElastixFFDRegistration(SequenceRegistration):
         num_samples: int = 2048,
         seed: int = 0,
     ) -> None:
-        self.grid_spacing = float(grid_spacing)
-        self.num_resolutions = int(num_resolutions)
-        self.iterations = int(iterations)
+        super().__init__(grid_spacing, num_resolutions, iterations, num_samples, seed)
         self.metric = str(metric)
         self.bending_weight = float(bending_weight)
-        self.num_samples = int(num_samples)
-        self.seed = int(seed)
 
     def _settings(self) -> dict:
-        levels = self.num_resolutions
         metrics = [self.metric] + (["TransformBendingEnergyPenalty"] if self.bending_weight > 0 else [])
         settings = {
+            **self._bspline_settings(),
             "Registration": "MultiMetricMultiResolutionRegistration",
             "Metric": metrics,
             "Metric0Weight": 1.0,
             "Metric1Weight": self.bending_weight if self.bending_weight > 0 else None,
-            "FinalGridSpacingInPhysicalUnits": None,
-            "FinalGridSpacingInVoxels": self.grid_spacing,
-            "GridSpacingSchedule": [2.0 ** (levels - 1 - k) for k in range(levels)],
-            "NumberOfResolutions": levels,
-            "MaximumNumberOfIterations": self.iterations,
-            "RandomSeed": self.seed,
-            "WriteResultImage": False,
         }
         if self.num_samples > 0:
             settings.update(ImageSampler="RandomCoordinate", NumberOfSpatialSamples=self.num_samples)

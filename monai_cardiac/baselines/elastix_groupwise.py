@@ -18,13 +18,12 @@ import torch
 
 from monai_cardiac.displacement import compose_displacements, invert_displacement
 
-from ._elastix import ELASTIX_DIST, deformation_field_voxels, elastix_parameter_object, itk, itk_image
-from .base import SequenceRegistration
+from ._elastix import ElastixBSplineRegistration, deformation_field_voxels, elastix_parameter_object, itk, itk_image
 
 __all__ = ["ElastixGroupwiseRegistration"]
 
 
-class ElastixGroupwiseRegistration(SequenceRegistration):
+class ElastixGroupwiseRegistration(ElastixBSplineRegistration):
     """Group-wise 2D+t B-spline registration of the whole cine, turned into ED -> t fields.
 
     Args:
@@ -37,39 +36,23 @@ class ElastixGroupwiseRegistration(SequenceRegistration):
     """
 
     name = "groupwise"
-    requires = (ELASTIX_DIST,)
 
     def __init__(
-        self,
-        grid_spacing: float = 6.0,
-        num_resolutions: int = 3,
-        iterations: int = 256,
-        num_samples: int = 4096,
+        self, grid_spacing: float = 6.0, num_resolutions: int = 3, iterations: int = 256, num_samples: int = 4096,
         seed: int = 0,
     ) -> None:
-        self.grid_spacing = float(grid_spacing)
-        self.num_resolutions = int(num_resolutions)
-        self.iterations = int(iterations)
-        self.num_samples = int(num_samples)
-        self.seed = int(seed)
+        super().__init__(grid_spacing, num_resolutions, iterations, num_samples, seed)
 
     def _settings(self) -> dict:
-        levels = self.num_resolutions
         pyramid = []
-        for k in range(levels):
-            factor = 2 ** (levels - 1 - k)
+        for k in range(self.num_resolutions):
+            factor = 2 ** (self.num_resolutions - 1 - k)
             pyramid += [factor, factor, 0]  # x, y, t: never smooth along time
         return {
-            "FinalGridSpacingInPhysicalUnits": None,
-            "FinalGridSpacingInVoxels": self.grid_spacing,
-            "GridSpacingSchedule": [2.0 ** (levels - 1 - k) for k in range(levels)],
-            "NumberOfResolutions": levels,
+            **self._bspline_settings(),
             "ImagePyramidSchedule": pyramid,
-            "MaximumNumberOfIterations": self.iterations,
             "NumberOfSpatialSamples": self.num_samples,
             "SubtractMean": True,
-            "RandomSeed": self.seed,
-            "WriteResultImage": False,
         }
 
     def _register(self, frames: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:

@@ -75,6 +75,16 @@ def test_benchmark_writes_every_report_records_failures_and_resumes(phantom_dir,
     rows = read_journal(out / "rows_voxelmorph.jsonl")
     assert [r["status"] for r in rows] == ["ok", "failed"]
 
+    # a later command running one method into the same folder still reports every journalled method
+    result = main(["--dataset_dir", str(phantom_dir), "--output_dir", str(out), "--split", "all", "--no_crop",
+                   "--methods", "identity"])
+    assert list(result["rows"]) == ["identity", "voxelmorph"] and len(result["rows"]["voxelmorph"]) == 2
+    assert {r["method"] for r in csv_rows(out / "summary.csv")} == {"identity", "voxelmorph"}
+    run = json.loads((out / "run.json").read_text())
+    assert len(run["commands"]) == 4 and run["commands"][-1].endswith("--methods identity")
+    assert run["methods"]["voxelmorph"]["command"] == run["commands"][2]  # kept from the earlier command
+    assert run["methods"]["identity"]["command"] == run["commands"][3]
+
 
 def test_a_bad_slice_is_recorded_and_the_others_go_on(phantom_dir, tmp_path):
     bad = tmp_path / "data"
