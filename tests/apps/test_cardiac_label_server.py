@@ -217,11 +217,18 @@ def test_propagation_of_the_true_ed_label(server, motion):
         assert labels.shape == truth.shape and np.allclose(out_affine, affine)
         assert np.array_equal(labels[..., ed], truth[..., ed])  # the annotated frame is kept as it is
         assert set(np.unique(labels)) <= {0, 1, 2, 3}
-        assert result["frames"] == [ed] and result["motion"] == motion
+        assert result["frames"] == [ed] and result["motion"] == motion and result["refine"] > 0
+        with open(label, "rb") as f:  # the network's fields as they are, for the record
+            _, (unrefined, _), _ = _infer(
+                server, "propagation", subject["id"], {"motion": motion, "frame": ed, "ed": ed, "refine": 0},
+                files={"label": ("ed_label.nii.gz", f)},
+            )
         figures[subject["id"]] = {
             "es": es,
             "dice_es": {name: _dice(labels[..., es], truth[..., es], k) for k, name in STRUCTURES.items()},
+            "dice_es_unrefined": {name: _dice(unrefined[..., es], truth[..., es], k) for k, name in STRUCTURES.items()},
             "latency_s": result["latencies"]["total"],
+            "refine_s": result["latencies"]["refine"],
         }
     mean = {name: float(np.mean([f["dice_es"][name] for f in figures.values()])) for name in STRUCTURES.values()}
     REPORT[f"propagation_{motion}"] = {"subjects": figures, "mean_dice_es": mean}
@@ -276,6 +283,11 @@ def test_bad_requests_get_a_clear_client_error(server):
 
     response, _, _ = _infer(server, "propagation", subject["id"], {"motion": "joint"})
     assert response.status_code == 400 and "label" in response.json()["detail"]
+
+    with open(label, "rb") as f:
+        response, _, _ = _infer(server, "propagation", subject["id"], {"motion": "joint", "refine": -1},
+                                files={"label": ("ed.nii.gz", f)})
+    assert response.status_code == 400 and "refine" in response.json()["detail"]
 
     response = requests.post(f"{server['url']}/train/no_such_trainer", json={"max_epochs": 1}, timeout=60)
     assert response.status_code == 404 and "no_such_trainer" in response.json()["detail"]

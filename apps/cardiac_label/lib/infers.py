@@ -37,6 +37,7 @@ from monailabel.utils.others.generic import name_to_device
 from monai_cardiac.data.nifti import STRUCTURES, read_nifti_dense_labels, read_nifti_labels
 from monai_cardiac.engines.joint_inference import joint_inference_datalist, write_ddf_nifti, write_sequence_nifti
 from monai_cardiac.engines.label_propagation import PROPAGATION_MODES, propagate_labels
+from monai_cardiac.engines.tracking_refinement import refine_tracking
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.transforms.io import read_cine
 
@@ -57,6 +58,11 @@ OUTPUTS = ("segment", "track")
 
 LABELS = {name: i + 1 for i, name in enumerate(STRUCTURES)}
 """Label names and ids of the segmentation outputs (ACDC's: 1 RV, 2 Myo, 3 LV)."""
+
+REFINE_ITERATIONS = 200
+"""Default refinement of the tracking fields before propagation (Adam iterations on the cine's frames): on the
+phantom it lifts the joint model's propagated ES Dice from 0.52 / 0.88 / 0.90 to 0.84 / 0.98 / 0.98 (RV / Myo / LV,
+the thin-RV cine of the app's test) for about 5 s per 16-frame slice on one CPU thread (docs/monailabel.md)."""
 
 
 class RequestError(ValueError):
@@ -213,7 +219,10 @@ class PropagationTask(InferTask):
     Options: ``motion`` (a key of ``trackers``: ``"joint"`` or ``"probabilistic"``, default the first),
     ``ed`` (0-based ED frame of the file, where the models' tracking starts, default 0), ``frame`` / ``frames``
     as above, ``mode`` (:data:`~monai_cardiac.engines.label_propagation.PROPAGATION_MODES`, default
-    ``"onehot"``), ``device``. The motion model tracks the cine (``u_{ED->t}`` per slice, on the input grid) and
+    ``"onehot"``), ``refine`` (Adam iterations of
+    :func:`~monai_cardiac.engines.tracking_refinement.refine_tracking` on the cine's own frames, default
+    :data:`REFINE_ITERATIONS`; 0: the network's fields as they are), ``device``. The motion model tracks the cine
+    (``u_{ED->t}`` per slice, on the input grid), the fields are refined on the slice's frames, and
     :func:`~monai_cardiac.engines.label_propagation.propagate_labels` carries the labels; with two labelled frames
     each frame blends the two propagations by temporal distance. Returns uint8 labels ``(X, Y, Z, T)`` with the
     cine's affine; the labelled frames keep their labels exactly.
@@ -232,7 +241,8 @@ class PropagationTask(InferTask):
             dimension=3,
             description="Propagate the label of one frame (or of ED and ES) to every frame of a cine with a motion "
             "model (" + ", ".join(self.trackers) + ")",
-            config={"motion": list(self.trackers), "mode": list(PROPAGATION_MODES), "ed": 0},
+            config={"motion": list(self.trackers), "mode": list(PROPAGATION_MODES), "ed": 0,
+                    "refine": REFINE_ITERATIONS},
         )
 
     def is_valid(self) -> bool:
@@ -291,14 +301,23 @@ class PropagationTask(InferTask):
         mode = str(_option(request, "mode", "onehot"))
         if mode not in PROPAGATION_MODES:
             raise RequestError(f"unknown mode {mode!r}; choose one of {list(PROPAGATION_MODES)}")
+        refine = _option(request, "refine", REFINE_ITERATIONS)
+        if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+            raise RequestError(f"'refine' must be a number of iterations >= 0, got {refine!r}")
         slices, latency = tracker.slice_outputs({**request, "ed": ed})
-        start = time.time()
         device = name_to_device(request.get("device"))
+        frames_of_slice = read_cine(request["image"]).data if refine else None  # (T, Z, H, W)
+        latency["refine"], latency["propagate"] = 0.0, 0.0
         out = []
         for z, s in enumerate(slices):
             ddf = torch.as_tensor(convert_to_numpy(s["ddf"], dtype=np.float32), device=device)
+            start = time.time()
+            if refine:
+                ddf = refine_tracking(frames_of_slice[:, z], ddf, reference=ed, iterations=refine)
+            latency["refine"] += time.time() - start
+            start = time.time()
             out.append(propagate_labels(labels[:, z], frames, ddf, reference=ed, mode=mode).cpu().numpy())
-        latency["propagate"] = time.time() - start
+            latency["propagate"] += time.time() - start
         start = time.time()
         path = tempfile.NamedTemporaryFile(suffix=".nii.gz", delete=False).name
         write_sequence_nifti(path, np.stack(out, axis=1), slices[0]["image"].meta["original_affine"], dtype=np.uint8)
@@ -311,6 +330,7 @@ class PropagationTask(InferTask):
             "frames": frames,
             "ed": ed,
             "mode": mode,
+            "refine": refine,
             "shape": list(nib.load(path).shape),
             "label_names": self.labels,
             "latencies": {k: round(v, 3) for k, v in latency.items()},

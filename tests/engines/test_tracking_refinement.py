@@ -1,0 +1,63 @@
+"""refine_tracking: a known shift recovered from zero, the truth kept, the reference frame fixed, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from monai_cardiac.displacement import warp_image
+from monai_cardiac.engines import refine_tracking
+from monai_cardiac.errors import CineDataError
+
+
+def blob_cine(shift=(2.0, -1.5), size=40) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame 0: a smooth blob; frame 1: the same blob moved by ``shift``; and the true ``u_{0->t}`` (pull)."""
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                            indexing="ij")
+    frames = [torch.exp(-((yy - 20 - s[0]) ** 2 + (xx - 20 - s[1]) ** 2) / 40.0) for s in ((0.0, 0.0), shift)]
+    truth = torch.zeros(2, 2, size, size)
+    truth[1, 0], truth[1, 1] = -shift[0], -shift[1]  # frame1(x) = frame0(x - shift)
+    return torch.stack(frames), truth
+
+
+def test_a_known_shift_is_recovered_from_zero_fields():
+    cine, truth = blob_cine()
+    refined = refine_tracking(cine, torch.zeros_like(truth), iterations=300, smoothness=0.1, learning_rate=0.1)
+    assert refined.shape == truth.shape and refined.dtype == torch.float32
+    inside = cine[0] > 0.3
+    error = torch.linalg.norm(refined[1] - truth[1], dim=0)[inside].mean()
+    assert error < 0.25 * float(np.hypot(2.0, 1.5))  # zero-motion error: the shift's length
+    assert torch.equal(refined[0], torch.zeros_like(refined[0]))  # the reference frame stays the identity
+    warped = warp_image(cine[:1, None], refined[1:])[0, 0]
+    assert torch.mean((warped - cine[1]) ** 2) < 0.1 * torch.mean((cine[0] - cine[1]) ** 2)
+
+
+def test_the_true_field_is_kept_and_zero_iterations_change_nothing():
+    cine, truth = blob_cine()
+    kept = refine_tracking(cine, truth, iterations=50, smoothness=0.1)
+    assert torch.allclose(kept[1][:, cine[0] > 0.3], truth[1][:, cine[0] > 0.3], atol=0.15)
+    start = torch.randn_like(truth)
+    assert torch.equal(refine_tracking(cine, start, iterations=0), start)
+
+
+def test_the_reference_frame_can_be_any_frame():
+    cine, truth = blob_cine()
+    swapped = refine_tracking(cine.flip(0), torch.zeros_like(truth), reference=1, iterations=300, learning_rate=0.1)
+    inside = cine[0] > 0.3
+    assert torch.equal(swapped[1], torch.zeros_like(swapped[1]))
+    assert torch.linalg.norm(swapped[0] - truth[1], dim=0)[inside].mean() < 0.7
+
+
+def test_bad_input_is_refused_with_a_clear_error():
+    cine, truth = blob_cine()
+    with pytest.raises(CineDataError, match=r"\(T, H, W\)"):
+        refine_tracking(cine[None], truth)
+    with pytest.raises(CineDataError, match="tracking fields"):
+        refine_tracking(cine, truth[:, :1])
+    with pytest.raises(CineDataError, match="finite"):
+        refine_tracking(cine, torch.full_like(truth, float("nan")))
+    with pytest.raises(CineDataError, match="reference frame 2"):
+        refine_tracking(cine, truth, reference=2)
+    with pytest.raises(ValueError, match="iterations"):
+        refine_tracking(cine, truth, iterations=-1)
