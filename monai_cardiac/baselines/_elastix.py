@@ -6,6 +6,7 @@ them (row, column) in voxels (docs/conventions.md). Every conversion between the
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -76,7 +77,10 @@ def deformation_field_voxels(moving, transform_parameters, spacing: Sequence[flo
     Returns:
         float32 ``(D, *spatial)`` with ``D = len(spacing)``: channel ``i`` = displacement along numpy axis ``i``.
     """
-    field = np.asarray(itk.transformix_deformation_field(moving, transform_parameters), dtype=np.float32)
+    # transformix also writes the field to disk, in the working directory unless it is given another one
+    with tempfile.TemporaryDirectory(prefix="transformix_") as scratch:
+        field = itk.transformix_deformation_field(moving, transform_parameters, output_directory=scratch)
+        field = np.asarray(field, dtype=np.float32)
     dims = len(spacing)
     # field[..., k] is along ITK axis k, i.e. numpy axis dims - 1 - k
     return np.stack([field[..., dims - 1 - i] / float(spacing[i]) for i in range(dims)]).astype(np.float32)
