@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from monai_cardiac.networks import JointMotionSegNet
 
@@ -45,6 +46,7 @@ __all__ = [
     "Config",
     "build_network",
     "compare_outputs",
+    "count_gflop",
     "cpu_model",
     "environment",
     "format_report",
@@ -233,6 +235,29 @@ def build_network(width: float, seed: int, size: int, flow_rms: float = 3.0) -> 
     return net
 
 
+def count_gflop(width: float, frames: int, size: int, seed: int) -> float:
+    """Floating-point operations of one forward over a slice, as counted by ``torch.utils.flop_counter``.
+
+    The count covers the convolutions and matrix products (a multiply-add is 2 operations); the warps, the
+    activations and the upsampling are not counted, so it is a lower bound of the work, and the same for every
+    precision and memory layout. Dividing it by a measured time gives the arithmetic throughput the CPU
+    sustained, to compare with its peak.
+
+    Args:
+        width: width multiplier of the network.
+        frames: frames of the slice, target included.
+        size: height = width of every frame.
+        seed: seed of the weights and inputs (the count does not depend on it).
+
+    Returns:
+        The count in GFLOP (1e9 operations).
+    """
+    net = build_network(width, seed, size)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        net(*make_inputs(frames, size, seed))
+    return counter.get_total_flops() / 1e9
+
+
 def run_worker(job: dict) -> dict:
     """Time one configuration in this process (run it in a fresh process: see :func:`run_configuration`).
 
@@ -342,7 +367,8 @@ def format_report(env: dict, settings: dict, results: list[dict], comparison: li
     Args:
         env: see :func:`environment`.
         settings: ``frames``, ``size``, ``sources_per_forward``, ``warmup``, ``repeats``.
-        results: rows from :func:`run_configuration`.
+        results: rows from :func:`run_configuration` with ``gflop`` (:func:`count_gflop`) and ``gflop_per_s``
+            (``gflop / median_s``) added.
         comparison: rows with ``width``, ``config`` and the fields of :func:`compare_outputs`.
         notes: free-text lines added at the end.
 
@@ -359,8 +385,8 @@ def format_report(env: dict, settings: dict, results: list[dict], comparison: li
         f"median of {settings['repeats']} runs after {settings['warmup']} warm-up run(s).",
         "",
         f"| width | params (M) | precision/layout | device | threads | median per {frames}-frame slice | min | max "
-        "| peak RSS MB | peak CUDA MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| GFLOP | GFLOP/s | peak RSS MB | peak CUDA MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         config = CONFIGS[r["config"]]
@@ -368,7 +394,7 @@ def format_report(env: dict, settings: dict, results: list[dict], comparison: li
         lines.append(
             f"| {r['width']:g} | {r['params_m']:.2f} | {config.label} | {config.device} | {r['threads']} | "
             f"{format_time(r['median_s'])} | {format_time(r['min_s'])} | {format_time(r['max_s'])} | "
-            f"{r['peak_rss_mb']:.0f} | {cuda_mb} |"
+            f"{r['gflop']:.1f} | {r['gflop_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {cuda_mb} |"
         )
     if comparison:
         lines += [
@@ -417,6 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results, comparison = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for width in args.widths:
+            gflop = count_gflop(width, args.frames, args.size, args.seed)
             outputs = {}
             for name in names:
                 outputs[name] = str(Path(tmp) / f"{width:g}_{name}.pt")
@@ -424,6 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats,
                        "seed": args.seed, "outputs": outputs[name]}
                 results.append(run_configuration(job))
+                results[-1].update(gflop=gflop, gflop_per_s=gflop / results[-1]["median_s"])
                 print(f"done: width {width:g}, {CONFIGS[name].label}, median {format_time(results[-1]['median_s'])}",
                       file=sys.stderr, flush=True)
             if _REFERENCE in outputs:

@@ -97,6 +97,17 @@ def test_build_network_is_reproducible_with_a_non_trivial_flow(bench):
     assert 1.0 < rms < 9.0
 
 
+def test_count_gflop_scales_with_area_and_frames(bench):
+    torch.set_num_threads(1)
+    # every counted operation is a convolution: 4x the pixels is exactly 4x the work
+    assert bench.count_gflop(0.125, 3, 64, seed=0) == pytest.approx(4 * bench.count_gflop(0.125, 3, 32, seed=0))
+    # the target is encoded once, every source frame adds the same work (its encoder, motion and segmentation
+    # passes): the count is affine in the number of frames
+    two, three, five = (bench.count_gflop(0.125, frames, 32, seed=0) for frames in (2, 3, 5))
+    assert three - two > 0
+    assert five - three == pytest.approx(2 * (three - two))
+
+
 def test_compare_outputs_hand_computed(bench, tmp_path):
     ddf = torch.full((1, 2, 2, 2, 5), 2.0)  # (B, T, S, H, W), every component 2 voxels: RMS 2
     labels = torch.zeros(1, 2, 2, 5, dtype=torch.uint8)  # 20 pixels
@@ -118,9 +129,10 @@ def test_format_report_rows(bench):
     settings = {"frames": 50, "size": 192, "sources_per_forward": 49, "warmup": 1, "repeats": 3}
     results = [
         {"width": 0.5, "config": "fp32", "threads": 2, "params_m": 1.2345, "median_s": 2.5, "min_s": 2.0,
-         "max_s": 3.0, "peak_rss_mb": 1024.4, "peak_cuda_mb": None},
+         "max_s": 3.0, "gflop": 100.04, "gflop_per_s": 40.016, "peak_rss_mb": 1024.4, "peak_cuda_mb": None},
         {"width": 1.0, "config": "cuda-amp", "threads": 2, "params_m": 4.0, "median_s": 0.0452, "min_s": 0.04,
-         "max_s": 0.05, "peak_rss_mb": 2000.0, "peak_cuda_mb": 3071.6},
+         "max_s": 0.05, "gflop": 400.0, "gflop_per_s": 8849.56, "peak_rss_mb": 2000.0,
+         "peak_cuda_mb": 3071.6},
     ]
     comparison = [{"width": 0.5, "config": "bf16-cl", "max_abs_ddf_diff": 0.0123, "ddf_rms": 3.456,
                    "seg_agreement_pct": 99.5}]
@@ -128,10 +140,12 @@ def test_format_report_rows(bench):
     assert "bf16 instructions: none" in lines[0] and "CUDA: none" in lines[0]
     assert lines[3] == (
         "| width | params (M) | precision/layout | device | threads | median per 50-frame slice | min | max "
-        "| peak RSS MB | peak CUDA MB |"
+        "| GFLOP | GFLOP/s | peak RSS MB | peak CUDA MB |"
     )
-    assert lines[5] == "| 0.5 | 1.23 | fp32 NCHW | cpu | 2 | 2.50 s | 2.00 s | 3.00 s | 1024 | - |"
-    assert lines[6] == "| 1 | 4.00 | fp16 AMP + channels_last | cuda | 2 | 45.2 ms | 40.0 ms | 50.0 ms | 2000 | 3072 |"
+    assert lines[5] == "| 0.5 | 1.23 | fp32 NCHW | cpu | 2 | 2.50 s | 2.00 s | 3.00 s | 100.0 | 40.0 | 1024 | - |"
+    assert lines[6] == (
+        "| 1 | 4.00 | fp16 AMP + channels_last | cuda | 2 | 45.2 ms | 40.0 ms | 50.0 ms | 400.0 | 8849.6 | 2000 | 3072 |"
+    )
     assert "| 0.5 | bf16 autocast + channels_last | cpu | 0.012 | 3.46 | 99.50 |" in lines
     assert lines[-1] == "- a note"
 
@@ -145,7 +159,7 @@ def test_main_tiny_configuration(bench, tmp_path, capsys):
     assert capsys.readouterr().out == report
     rows = [line for line in report.splitlines() if line.startswith("| 0.125 |")]
     timing = [row for row in rows if "| cpu | 1 |" in row]
-    assert len(timing) == 2 and all(row.count("|") == 11 for row in timing)
+    assert len(timing) == 2 and all(row.count("|") == 13 for row in timing)
     assert "fp32 NCHW" in timing[0] and "fp32 channels_last" in timing[1]
 
     payload = json.loads(js.read_text())
@@ -157,6 +171,8 @@ def test_main_tiny_configuration(bench, tmp_path, capsys):
         assert len(r["times_s"]) == 2 and r["min_s"] <= r["median_s"] <= r["max_s"]
         assert r["peak_rss_mb"] >= r["baseline_rss_mb"] > 0 and r["peak_cuda_mb"] is None
         assert "outputs" not in r
+        assert r["gflop"] == pytest.approx(bench.count_gflop(0.125, 3, 32, seed=0))
+        assert r["gflop_per_s"] == pytest.approx(r["gflop"] / r["median_s"])
     (cmp,) = payload["comparison"]
     # channels_last changes only the summation order of fp32: same flow and labels up to rounding
     assert cmp["config"] == "fp32-cl" and cmp["max_abs_ddf_diff"] < 1e-3 and cmp["seg_agreement_pct"] > 99.0
