@@ -114,9 +114,12 @@ def test_multi_gpu_config_runs_ddp_with_gloo(tiny_phantom, tmp_path):
 
 
 def test_evaluate_reconstruction_and_transport_entry_points(tiny_phantom, tmp_path):
-    train = _workflow("train.json", "train", **_overrides(tmp_path, tiny_phantom, report=None))
+    # the learning rate decays at the end of epoch 1 (milestone 1): the one epoch ends at 1e-3 * 0.1
+    train = _workflow("train.json", "train", **_overrides(tmp_path, tiny_phantom, report=None, lr_decay_epochs=[1]))
     train.initialize()
     train.run()
+    optimizer = train.parser.get_parsed_content("train#optimizer")
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.1)
     configs = ["train.json", "evaluate.json"]
     # the one held-out subject has one group only: transport between two training subjects instead
     extra = {"transport_source": "$monai_cardiac.engines.select_slice(@splits[0], subject=@splits[0][0]['subject'])",
