@@ -235,8 +235,8 @@ def build_network(width: float, seed: int, size: int, flow_rms: float = 3.0) -> 
     return net
 
 
-def count_gflop(width: float, frames: int, size: int, seed: int) -> float:
-    """Floating-point operations of one forward over a slice, as counted by ``torch.utils.flop_counter``.
+def count_gflop(net: JointMotionSegNet, target: torch.Tensor, sources: torch.Tensor) -> float:
+    """Floating-point operations of one forward of ``net``, as counted by ``torch.utils.flop_counter``.
 
     The count covers the convolutions and matrix products (a multiply-add is 2 operations); the warps, the
     activations and the upsampling are not counted, so it is a lower bound of the work, and the same for every
@@ -244,17 +244,15 @@ def count_gflop(width: float, frames: int, size: int, seed: int) -> float:
     sustained, to compare with its peak.
 
     Args:
-        width: width multiplier of the network.
-        frames: frames of the slice, target included.
-        size: height = width of every frame.
-        seed: seed of the weights and inputs (the count does not depend on it).
+        net: the network, on the device of the inputs.
+        target: ``(1, 1, H, W)`` target frame.
+        sources: ``(1, S, H, W)`` source frames.
 
     Returns:
         The count in GFLOP (1e9 operations).
     """
-    net = build_network(width, seed, size)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        net(*make_inputs(frames, size, seed))
+        net(target, sources)
     return counter.get_total_flops() / 1e9
 
 
@@ -268,7 +266,8 @@ def run_worker(job: dict) -> dict:
     Returns:
         ``params_m`` (parameters, millions), ``times_s`` (each timed run, seconds), ``peak_rss_mb`` (peak
         resident memory of the process, MiB), ``baseline_rss_mb`` (resident memory before the network was
-        built, MiB) and ``peak_cuda_mb`` (``torch.cuda.max_memory_allocated``, MiB; ``None`` on the CPU).
+        built, MiB), ``peak_cuda_mb`` (``torch.cuda.max_memory_allocated``, MiB; ``None`` on the CPU) and
+        ``gflop`` (:func:`count_gflop`).
     """
     config = CONFIGS[job["config"]]
     torch.set_num_threads(job["threads"])
@@ -299,13 +298,17 @@ def run_worker(job: dict) -> dict:
                 times.append(time.perf_counter() - start)
     labels = torch.cat([out["seg_logits_target"].unsqueeze(1), out["seg_logits_sources"]], 1).argmax(2)
     torch.save({"ddf": out["ddf_to_target"].float().cpu(), "labels": labels.to(torch.uint8).cpu()}, job["outputs"])
-    return {
+    result = {
         "params_m": sum(p.numel() for p in net.parameters()) / 1e6,
         "times_s": times,
         "peak_rss_mb": _peak_rss_mb(),
         "baseline_rss_mb": baseline,
         "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
     }
+    # counted after the peaks were read, in this process: a parent that ran the network would hand its own peak
+    # resident memory down to every worker (Linux keeps ``ru_maxrss`` across fork and exec)
+    result["gflop"] = count_gflop(net, target, sources)
+    return result
 
 
 def _peak_rss_mb() -> float:
@@ -367,8 +370,7 @@ def format_report(env: dict, settings: dict, results: list[dict], comparison: li
     Args:
         env: see :func:`environment`.
         settings: ``frames``, ``size``, ``sources_per_forward``, ``warmup``, ``repeats``.
-        results: rows from :func:`run_configuration` with ``gflop`` (:func:`count_gflop`) and ``gflop_per_s``
-            (``gflop / median_s``) added.
+        results: rows from :func:`run_configuration` with ``gflop_per_s`` (``gflop / median_s``) added.
         comparison: rows with ``width``, ``config`` and the fields of :func:`compare_outputs`.
         notes: free-text lines added at the end.
 
@@ -443,7 +445,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     results, comparison = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for width in args.widths:
-            gflop = count_gflop(width, args.frames, args.size, args.seed)
             outputs = {}
             for name in names:
                 outputs[name] = str(Path(tmp) / f"{width:g}_{name}.pt")
@@ -451,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats,
                        "seed": args.seed, "outputs": outputs[name]}
                 results.append(run_configuration(job))
-                results[-1].update(gflop=gflop, gflop_per_s=gflop / results[-1]["median_s"])
+                results[-1]["gflop_per_s"] = results[-1]["gflop"] / results[-1]["median_s"]
                 print(f"done: width {width:g}, {CONFIGS[name].label}, median {format_time(results[-1]['median_s'])}",
                       file=sys.stderr, flush=True)
             if _REFERENCE in outputs:

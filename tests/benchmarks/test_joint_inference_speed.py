@@ -99,11 +99,16 @@ def test_build_network_is_reproducible_with_a_non_trivial_flow(bench):
 
 def test_count_gflop_scales_with_area_and_frames(bench):
     torch.set_num_threads(1)
+    net = bench.build_network(0.125, seed=0, size=32)
+
+    def count(frames: int, size: int) -> float:
+        return bench.count_gflop(net, *bench.make_inputs(frames, size, seed=0))
+
     # every counted operation is a convolution: 4x the pixels is exactly 4x the work
-    assert bench.count_gflop(0.125, 3, 64, seed=0) == pytest.approx(4 * bench.count_gflop(0.125, 3, 32, seed=0))
+    assert count(3, 64) == pytest.approx(4 * count(3, 32))
     # the target is encoded once, every source frame adds the same work (its encoder, motion and segmentation
     # passes): the count is affine in the number of frames
-    two, three, five = (bench.count_gflop(0.125, frames, 32, seed=0) for frames in (2, 3, 5))
+    two, three, five = count(2, 32), count(3, 32), count(5, 32)
     assert three - two > 0
     assert five - three == pytest.approx(2 * (three - two))
 
@@ -144,7 +149,8 @@ def test_format_report_rows(bench):
     )
     assert lines[5] == "| 0.5 | 1.23 | fp32 NCHW | cpu | 2 | 2.50 s | 2.00 s | 3.00 s | 100.0 | 40.0 | 1024 | - |"
     assert lines[6] == (
-        "| 1 | 4.00 | fp16 AMP + channels_last | cuda | 2 | 45.2 ms | 40.0 ms | 50.0 ms | 400.0 | 8849.6 | 2000 | 3072 |"
+        "| 1 | 4.00 | fp16 AMP + channels_last | cuda | 2 | 45.2 ms | 40.0 ms | 50.0 ms | 400.0 | 8849.6 | 2000 "
+        "| 3072 |"
     )
     assert "| 0.5 | bf16 autocast + channels_last | cpu | 0.012 | 3.46 | 99.50 |" in lines
     assert lines[-1] == "- a note"
@@ -171,7 +177,8 @@ def test_main_tiny_configuration(bench, tmp_path, capsys):
         assert len(r["times_s"]) == 2 and r["min_s"] <= r["median_s"] <= r["max_s"]
         assert r["peak_rss_mb"] >= r["baseline_rss_mb"] > 0 and r["peak_cuda_mb"] is None
         assert "outputs" not in r
-        assert r["gflop"] == pytest.approx(bench.count_gflop(0.125, 3, 32, seed=0))
+        expected = bench.count_gflop(bench.build_network(0.125, 0, 32), *bench.make_inputs(3, 32, seed=0))
+        assert r["gflop"] == pytest.approx(expected)
         assert r["gflop_per_s"] == pytest.approx(r["gflop"] / r["median_s"])
     (cmp,) = payload["comparison"]
     # channels_last changes only the summation order of fp32: same flow and labels up to rounding
