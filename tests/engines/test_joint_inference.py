@@ -279,6 +279,24 @@ def test_bundle_on_an_acdc_patient_keeps_the_file_frame_order(tmp_path):
     assert float(header["lv_edv_ml"]) == pytest.approx(table[2, 1], abs=1e-3)
 
 
+def test_bundle_network_is_channels_last_with_the_plain_networks_outputs(tmp_path):
+    cine_path = tmp_path / "cine_4d.nii.gz"
+    _write_cine(cine_path, shape=(32, 32, 1, 4))
+    ckpt = _checkpoint(tmp_path / "model.pt")
+    workflow, _ = _run_bundle(tmp_path, cine_path, ckpt)
+    net = workflow.parser.get_parsed_content("network").eval()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    plain = JointMotionSegNet(width_multiplier=WIDTH).eval()
+    plain.load_state_dict(torch.load(ckpt, weights_only=True))
+    target, sources = torch.rand(1, 1, 32, 32), torch.rand(1, 3, 32, 32)
+    with torch.inference_mode():  # the dict interface of the bundle's (stacked) network, on the same weights
+        ours, reference = JointMotionSegNet.forward(net, target, sources), plain(target, sources)
+    assert reference["ddf_to_target"].abs().max() > 0.01
+    for key in ("ddf_to_target", "seg_logits_target", "seg_logits_sources"):
+        assert torch.allclose(ours[key], reference[key], atol=1e-4), key
+
+
 def test_bundle_bad_input_names_the_file(tmp_path):
     flat = tmp_path / "flat.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 3), np.float32), np.eye(4)), str(flat))
