@@ -323,7 +323,8 @@ def run_configuration(job: dict) -> dict:
         job: see :func:`run_worker`.
 
     Returns:
-        The job's fields, the worker's result, and ``median_s``, ``min_s``, ``max_s`` of ``times_s``.
+        The job's fields, the worker's result, ``median_s``, ``min_s``, ``max_s`` of ``times_s`` and
+        ``gflop_per_s`` (``gflop / median_s``).
 
     Raises:
         RuntimeError: if the worker process fails (the end of its stderr is included).
@@ -336,6 +337,7 @@ def run_configuration(job: dict) -> dict:
     result = {**job, **json.loads(lines[-1])}
     times = result["times_s"]
     result.update(median_s=statistics.median(times), min_s=min(times), max_s=max(times))
+    result["gflop_per_s"] = result["gflop"] / result["median_s"]
     return result
 
 
@@ -370,7 +372,7 @@ def format_report(env: dict, settings: dict, results: list[dict], comparison: li
     Args:
         env: see :func:`environment`.
         settings: ``frames``, ``size``, ``sources_per_forward``, ``warmup``, ``repeats``.
-        results: rows from :func:`run_configuration` with ``gflop_per_s`` (``gflop / median_s``) added.
+        results: rows from :func:`run_configuration`.
         comparison: rows with ``width``, ``config`` and the fields of :func:`compare_outputs`.
         notes: free-text lines added at the end.
 
@@ -452,7 +454,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats,
                        "seed": args.seed, "outputs": outputs[name]}
                 results.append(run_configuration(job))
-                results[-1]["gflop_per_s"] = results[-1]["gflop"] / results[-1]["median_s"]
                 print(f"done: width {width:g}, {CONFIGS[name].label}, median {format_time(results[-1]['median_s'])}",
                       file=sys.stderr, flush=True)
             if _REFERENCE in outputs:

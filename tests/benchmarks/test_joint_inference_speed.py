@@ -169,6 +169,7 @@ def test_main_tiny_configuration(bench, tmp_path, capsys):
     assert "fp32 NCHW" in timing[0] and "fp32 channels_last" in timing[1]
 
     payload = json.loads(js.read_text())
+    expected_gflop = bench.count_gflop(bench.build_network(0.125, 0, 32), *bench.make_inputs(3, 32, seed=0))
     params = sum(p.numel() for p in JointMotionSegNet(width_multiplier=0.125).parameters()) / 1e6
     assert payload["settings"]["sources_per_forward"] == 2
     assert [r["config"] for r in payload["results"]] == ["fp32", "fp32-cl"]
@@ -177,8 +178,7 @@ def test_main_tiny_configuration(bench, tmp_path, capsys):
         assert len(r["times_s"]) == 2 and r["min_s"] <= r["median_s"] <= r["max_s"]
         assert r["peak_rss_mb"] >= r["baseline_rss_mb"] > 0 and r["peak_cuda_mb"] is None
         assert "outputs" not in r
-        expected = bench.count_gflop(bench.build_network(0.125, 0, 32), *bench.make_inputs(3, 32, seed=0))
-        assert r["gflop"] == pytest.approx(expected)
+        assert r["gflop"] == pytest.approx(expected_gflop)
         assert r["gflop_per_s"] == pytest.approx(r["gflop"] / r["median_s"])
     (cmp,) = payload["comparison"]
     # channels_last changes only the summation order of fp32: same flow and labels up to rounding
