@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .subject_saver import SubjectSaver
+from .weight_averaging import ExponentialMovingAverage
 
-__all__ = ["SubjectSaver"]
+__all__ = ["ExponentialMovingAverage", "SubjectSaver"]

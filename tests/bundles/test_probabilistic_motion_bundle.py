@@ -98,9 +98,26 @@ def test_documented_command_trains_and_reports(tiny_phantom, tmp_path):
     assert (models / "model.pt").is_file() and (models / "final.pt").is_file()
     state = torch.load(models / "final.pt", weights_only=True)
     assert any(k.startswith("tcn.") for k in state) and any(k.startswith("decoder.") for k in state)
+    # model.pt holds the moving average of the weights (ema_decay 0.99), final.pt the last weights
+    averaged = torch.load(models / "model.pt", weights_only=True)
+    assert averaged.keys() == state.keys()
+    assert not all(torch.equal(averaged[k], state[k]) for k in state)
     result = json.loads(report.read_text())
     assert "epe_ratio" in result and result["epe_ratio"] > 0
     assert "held-out phantom verdict" in done.stdout
+
+
+def test_zero_ema_decay_validates_and_saves_the_last_weights(tiny_phantom, tmp_path):
+    workflow = _workflow("train.json", "train", **_overrides(tmp_path, tiny_phantom, report=None, ema_decay=0.0))
+    workflow.initialize()
+    evaluator = workflow.parser.get_parsed_content("validate#evaluator")
+    averaging = workflow.parser.get_parsed_content("weight_averaging")
+    assert evaluator.network is averaging.module and averaging.network is workflow.parser.get_parsed_content("network")
+    workflow.run()
+    models = tmp_path / "bundle" / "models"
+    best, final = (torch.load(models / name, weights_only=True) for name in ("model.pt", "final.pt"))
+    assert averaging.num_updates == 6  # 6 training subjects, batch size 1, one epoch
+    assert all(torch.equal(best[k], final[k]) for k in final)  # one epoch: the best is the last
 
 
 def test_multi_gpu_config_runs_ddp_with_gloo(tiny_phantom, tmp_path):
