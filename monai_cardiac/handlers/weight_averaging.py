@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -21,7 +21,13 @@ class ExponentialMovingAverage:
 
     After each training iteration every averaged parameter becomes ``decay * average + (1 - decay) * current``;
     the first update copies the network, so the average starts from the weights after iteration 1. Buffers (e.g.
-    batch normalisation's running statistics) are copied from the network at every update, not averaged. With
+    batch normalisation's running statistics) are copied from the network at every update, not averaged.
+
+    With ``warmup`` the decay of update ``n`` (``n = 1`` for the second update, the first one that averages) is
+    ``min(decay, (1 + n) / (10 + n))``, the schedule of TensorFlow's ``ExponentialMovingAverage`` with
+    ``num_updates``: the average then spans about the last tenth of the iterations done so far until that reaches
+    ``1 / (1 - decay)``, instead of holding on to the first iterations' weights (which give no motion at all
+    early in training, when the weights still change fast). With
     ``decay = 0.99`` the average spans about ``1 / (1 - decay) = 100`` iterations. :attr:`module` is a copy of
     the network with the averaged weights, of the same class, so it can be validated, checkpointed and loaded
     into a plain network like the network itself (its state dict has the same keys). A network wrapped in
@@ -36,18 +42,29 @@ class ExponentialMovingAverage:
         network: the network being trained (possibly wrapped for data parallelism).
         decay: weight of the running average at each update, in ``[0, 1)``; ``0`` keeps a plain copy of the
             latest weights.
+        warmup: lower the decay of the early updates as described above.
 
     Raises:
         ValueError: when ``decay`` is outside ``[0, 1)``.
     """
 
-    def __init__(self, network: torch.nn.Module, decay: float = 0.99) -> None:
+    def __init__(self, network: torch.nn.Module, decay: float = 0.99, warmup: bool = False) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must lie in [0, 1), got {decay}.")
         self.decay = float(decay)
+        self.warmup = bool(warmup)
         wrappers = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
         self.network = network.module if isinstance(network, wrappers) else network
-        self.averaged = AveragedModel(self.network, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=False)
+        self.averaged = AveragedModel(self.network, multi_avg_fn=self._average, use_buffers=False)
+
+    def current_decay(self, num_averaged: int) -> float:
+        """Decay applied by the update that follows ``num_averaged`` earlier ones (``>= 1``)."""
+        return min(self.decay, (1 + num_averaged) / (10 + num_averaged)) if self.warmup else self.decay
+
+    @torch.no_grad()
+    def _average(self, averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        """``multi_avg_fn`` of :class:`~torch.optim.swa_utils.AveragedModel`: one update of the floating tensors."""
+        torch._foreach_lerp_(averaged, current, 1.0 - self.current_decay(int(num_averaged)))
 
     @property
     def module(self) -> torch.nn.Module:

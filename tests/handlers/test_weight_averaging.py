@@ -89,3 +89,17 @@ def test_attached_handler_updates_once_per_iteration():
     assert ema.num_updates == 4
     # iterations 1..4: 1 -> 1.5 -> 2.25 -> 3.125
     assert _averaged_values(ema) == {3.125}
+
+
+def test_warmup_lowers_the_early_decays_as_tensorflow_does():
+    network = torch.nn.Linear(2, 2)
+    ema = ExponentialMovingAverage(network, decay=0.99, warmup=True)
+    assert [round(ema.current_decay(n), 4) for n in (1, 10, 100, 1000)] == [0.1818, 0.55, 0.9182, 0.99]
+    expected = None
+    for update, value in enumerate((4.0, 0.0, 2.0)):
+        _set_weights(network, value)
+        ema()
+        decay = min(0.99, (1 + update) / (10 + update))
+        expected = value if expected is None else decay * expected + (1 - decay) * value
+    assert _averaged_values(ema) == {round(expected, 6)}
+    assert ExponentialMovingAverage(network, decay=0.99).current_decay(1) == 0.99
