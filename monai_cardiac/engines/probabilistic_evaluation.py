@@ -40,9 +40,10 @@ when a mask is empty):
   ``lv_volume_track`` and ``lv_volume_ref`` (lists of ``T`` values, NaN on unlabelled reference frames), in
   ``lv_volume_unit`` (``"mL"`` where known, else ``"voxels"``); :func:`summarize_rows` leaves them out.
 - With the true ``u_{ED->t}`` (phantom): ``epe_px`` and ``zero_motion_epe_px``, the end-point error (voxels) of the
-  estimated ``u_{ED->ES}`` inside the ES heart and that of assuming no motion (``|u_true|``); ``epe_comp_px`` and
-  ``zero_motion_epe_comp_px``, the error of ``u_{ES->ED}`` measured as in the joint evaluation (composed with the
-  true motion inside the ED heart, where the exact estimate gives zero).
+  estimated ``u_{ED->ES}`` inside the ES heart and that of assuming no motion (``|u_true|``), and the same inside
+  each ES structure (``epe_px_LV``, ``zero_motion_epe_px_LV``, ...; NaN where the ES frame lacks it);
+  ``epe_comp_px`` and ``zero_motion_epe_comp_px``, the error of ``u_{ES->ED}`` measured as in the joint evaluation
+  (composed with the true motion inside the ED heart, where the exact estimate gives zero).
 - ``frames``, ``seconds`` (time of the model's forward pass), ``seconds_per_50_frames``.
 - With ``invert_missing`` (:func:`evaluate_motion_entry`), a method that gives one direction only has the other
   computed by :func:`~monai_cardiac.displacement.invert_displacement`, so that both directions are scored for every
@@ -235,6 +236,11 @@ def evaluate_motion_sequence(
             heart = labels[es][None] > 0
             row["epe_px"] = float(end_point_error(u_ed_to_t[es - 1][None], truth, heart)[0])
             row["zero_motion_epe_px"] = float(end_point_error(torch.zeros_like(truth), truth, heart)[0])
+            for label, name in enumerate(STRUCTURES, start=1):
+                region = labels[es][None] == label
+                for column, field in ((f"epe_px_{name}", u_ed_to_t[es - 1][None]),
+                                      (f"zero_motion_epe_px_{name}", torch.zeros_like(truth))):
+                    row[column] = float(end_point_error(field, truth, region)[0]) if region.any() else float("nan")
     return row
 
 
@@ -720,7 +726,9 @@ def report_phantom_motion(
         amp: autocast the network.
 
     Returns:
-        ``{"rows", "summary", "num_slices", "epe_ratio", "passed"}``.
+        ``{"rows", "summary", "num_slices", "epe_ratio", "passed"}``, and for a model with ``u_{ED->t}``
+        ``"epe_ratio_per_structure"`` (``{"RV", "Myo", "LV"}``: the same ratio inside each ES structure, a
+        diagnostic; the verdict uses the whole heart).
 
     Raises:
         CineDataError: phantom slices of another size than the probabilistic model's.
@@ -742,6 +750,13 @@ def report_phantom_motion(
               f"RV {_mean(summary, f'{direction}_dice_RV'):.3f} (unregistered LV "
               f"{_mean(summary, 'unwarped_dice_LV'):.3f}); folding {_mean(summary, f'folding_pct_{direction}'):.3f} % "
               f"(heart {_mean(summary, f'folding_heart_pct_{direction}'):.3f} %)")
+        if direction == "track":
+            result["epe_ratio_per_structure"] = {
+                name: _mean(summary, f"epe_px_{name}") / _mean(summary, f"zero_motion_epe_px_{name}")
+                for name in STRUCTURES
+            }
+            print("end-point error / zero motion per ES structure: " + ", ".join(
+                f"{name} {ratio:.3f}" for name, ratio in result["epe_ratio_per_structure"].items()))
     print(f"held-out phantom verdict: {'PASSED' if result['passed'] else 'FAILED'}")
     if output_file is not None:
         Path(output_file).parent.mkdir(parents=True, exist_ok=True)

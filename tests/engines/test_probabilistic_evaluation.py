@@ -95,6 +95,10 @@ def test_constant_translation_gives_exact_tracking_and_end_point_errors():
 
     half = evaluate_motion_sequence(image, labels, 2, None, u_ed_to_t / 2, true_ddf=truth)
     assert half["epe_px"] == pytest.approx(1.0) and "comp_dice_LV" not in half and "epe_comp_px" not in half
+    for s in STRUCTURES:  # a uniform field: the same error inside every structure
+        assert half[f"epe_px_{s}"] == pytest.approx(1.0) and half[f"zero_motion_epe_px_{s}"] == pytest.approx(2.0)
+    no_rv = evaluate_motion_sequence(image, torch.where(labels == 1, 0, labels), 2, None, u_ed_to_t, true_ddf=truth)
+    assert math.isnan(no_rv["epe_px_RV"]) and no_rv["epe_px_LV"] == pytest.approx(0.0, abs=1e-6)
     assert all(math.isnan(half[f"track_hd95_{s}"]) for s in STRUCTURES)  # spacing unknown
 
 
@@ -276,6 +280,10 @@ def test_phantom_report_writes_the_verdict(phantom_slices, tmp_path, capsys):
     assert summary["zero_motion_epe_px"]["mean"] > 0
     assert result["epe_ratio"] == pytest.approx(summary["epe_px"]["mean"] / summary["zero_motion_epe_px"]["mean"])
     assert result["passed"] == (result["epe_ratio"] <= 0.5)
+    for s in STRUCTURES:
+        assert result["epe_ratio_per_structure"][s] == pytest.approx(
+            summary[f"epe_px_{s}"]["mean"] / summary[f"zero_motion_epe_px_{s}"]["mean"])
+    assert "per ES structure: RV" in printed and saved["epe_ratio_per_structure"].keys() == set(STRUCTURES)
     # the phantom's labels are dense: the reference LV curve covers every frame
     assert not np.isnan(result["rows"][0]["lv_volume_ref"]).any()
 
