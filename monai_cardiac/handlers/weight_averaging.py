@@ -20,19 +20,20 @@ class ExponentialMovingAverage:
     """Exponential moving average (EMA) of a network's parameters, updated after every iteration.
 
     After each training iteration every averaged parameter becomes ``decay * average + (1 - decay) * current``;
-    the first update copies the network, so the average starts from the weights after iteration 1. Buffers (e.g.
-    batch normalisation's running statistics) are copied from the network at every update, not averaged.
+    the first update copies the network, so the average starts from the weights after iteration 1; with
+    ``decay = 0.99`` it spans about ``1 / (1 - decay) = 100`` iterations. Buffers (e.g. batch normalisation's
+    running statistics) are copied from the network at every update, not averaged.
 
     With ``warmup`` the decay of update ``n`` (``n = 1`` for the second update, the first one that averages) is
     ``min(decay, (1 + n) / (10 + n))``, the schedule of TensorFlow's ``ExponentialMovingAverage`` with
     ``num_updates``: the average then spans about the last tenth of the iterations done so far until that reaches
-    ``1 / (1 - decay)``, instead of holding on to the first iterations' weights (which give no motion at all
-    early in training, when the weights still change fast). With
-    ``decay = 0.99`` the average spans about ``1 / (1 - decay) = 100`` iterations. :attr:`module` is a copy of
-    the network with the averaged weights, of the same class, so it can be validated, checkpointed and loaded
-    into a plain network like the network itself (its state dict has the same keys). A network wrapped in
-    ``DistributedDataParallel`` or ``DataParallel`` is averaged unwrapped: every rank keeps the same average,
-    since the wrapped parameters agree after each step.
+    ``1 / (1 - decay)``, instead of holding on to the first iterations' weights while the weights still change
+    fast (an average of such weights can be a network whose parts do not match).
+
+    :attr:`module` is a copy of the network with the averaged weights, of the same class, so it can be validated,
+    checkpointed and loaded into a plain network like the network itself (its state dict has the same keys). A
+    network wrapped in ``DistributedDataParallel`` or ``DataParallel`` is averaged unwrapped: every rank keeps the
+    same average, since the wrapped parameters agree after each step.
 
     Typical use in a bundle: attach it as a training handler and give :attr:`module` to the validation
     evaluator and the best-metric checkpoint saver, so that model selection and the saved model use the
@@ -64,7 +65,9 @@ class ExponentialMovingAverage:
     @torch.no_grad()
     def _average(self, averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
         """``multi_avg_fn`` of :class:`~torch.optim.swa_utils.AveragedModel`: one update of the floating tensors."""
-        torch._foreach_lerp_(averaged, current, 1.0 - self.current_decay(int(num_averaged)))
+        weight = 1.0 - self.current_decay(int(num_averaged))
+        for average, value in zip(averaged, current):
+            average.lerp_(value, weight)
 
     @property
     def module(self) -> torch.nn.Module:
