@@ -236,11 +236,12 @@ def evaluate_motion_sequence(
             heart = labels[es][None] > 0
             row["epe_px"] = float(end_point_error(u_ed_to_t[es - 1][None], truth, heart)[0])
             row["zero_motion_epe_px"] = float(end_point_error(torch.zeros_like(truth), truth, heart)[0])
-            for label, name in enumerate(STRUCTURES, start=1):
-                region = labels[es][None] == label
-                for column, field in ((f"epe_px_{name}", u_ed_to_t[es - 1][None]),
-                                      (f"zero_motion_epe_px_{name}", torch.zeros_like(truth))):
-                    row[column] = float(end_point_error(field, truth, region)[0]) if region.any() else float("nan")
+            # one batch item per structure; an empty structure gives NaN (masked_mean)
+            regions = torch.stack([labels[es] == label for label in range(1, len(STRUCTURES) + 1)])
+            estimate = u_ed_to_t[es - 1][None].expand(len(STRUCTURES), -1, -1, -1)
+            truths = truth.expand_as(estimate)
+            row.update(_per_structure("epe_px", end_point_error(estimate, truths, regions)))
+            row.update(_per_structure("zero_motion_epe_px", end_point_error(torch.zeros_like(truths), truths, regions)))
     return row
 
 
