@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from .resume import ResumableTrainingState
 from .subject_saver import SubjectSaver
 from .weight_averaging import ExponentialMovingAverage
 
-__all__ = ["ExponentialMovingAverage", "SubjectSaver"]
+__all__ = ["ExponentialMovingAverage", "ResumableTrainingState", "SubjectSaver"]
