@@ -3,7 +3,8 @@
 The benchmark and the VoxelMorph trainer read an ACDC-layout folder exactly as ``bundles/joint`` does
 (``bundles/joint/configs/train.json``): one entry per labelled short-axis slice, a patient-level split
 ``[0.75, 0.125, 0.125]`` with seed 0 and patients 074 / 076 (the same cine) kept together, and the bundle's
-evaluation pipeline (load, ED first, intensities to [0, 1] by the 1st / 99th percentile, a crop around the heart).
+evaluation pipeline (load, ED first, a crop around the heart found from the images alone, as inference finds it,
+then intensities to [0, 1] by the crop's 1st / 99th percentile).
 Every method, peer or network, is run and scored on these same crops.
 """
 
@@ -61,6 +62,6 @@ def cine_preprocessing(roi_size: Sequence[int] | None = (96, 96)) -> Compose:
     return Compose([
         LoadCined(dense_label_key=None, ddf_key=None),
         ReorderFromEDd(keys=["image", "label"]),
+        CropAroundHeartd(keys=["image", "label"], roi_size=tuple(int(s) for s in roi_size), label_key=None),
         ScaleIntensityRangePercentilesd("image", lower=1, upper=99, b_min=0.0, b_max=1.0, clip=True),
-        CropAroundHeartd(keys=["image", "label"], roi_size=tuple(int(s) for s in roi_size)),
     ])

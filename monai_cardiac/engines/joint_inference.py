@@ -2,7 +2,7 @@
 
 The bundle's ``configs/inference.json`` runs, for each short-axis slice of each input cine::
 
-    LoadCined -> CopyItemsd(ed -> input_ed) -> ReorderFromEDd -> ScaleIntensityRangePercentilesd -> CropAroundHeartd
+    LoadCined -> CopyItemsd(ed -> input_ed) -> ReorderFromEDd -> CropAroundHeartd -> ScaleIntensityRangePercentilesd
     -> StackedJointMotionSegNet (SimpleInferer, the whole sequence, ED first)
     -> JointPredictionSplitd (labels of every frame, u_{ED->t}) -> InvertToInputGridd (back onto the input slice)
     -> SubjectSaver + JointResultWriter (one subject written once all its slices are done)

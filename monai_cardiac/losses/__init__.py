@@ -5,7 +5,7 @@ from __future__ import annotations
 from .huber_smoothness import HuberFlowSmoothnessLoss, TemporalHuberFlowSmoothnessLoss
 from .joint_motion_seg import JointMotionSegmentationLoss
 from .kl import KLDivergenceLoss
-from .masked_cross_entropy import MaskedCrossEntropyLoss, WarpedCrossEntropyLoss
+from .masked_cross_entropy import MaskedCrossEntropyLoss, MaskedDiceCELoss, WarpedCrossEntropyLoss
 from .probabilistic_motion import ProbabilisticMotionLoss
 from .similarity import SymmetricLocalNormalizedCrossCorrelationLoss
 
@@ -14,6 +14,7 @@ __all__ = [
     "JointMotionSegmentationLoss",
     "KLDivergenceLoss",
     "MaskedCrossEntropyLoss",
+    "MaskedDiceCELoss",
     "ProbabilisticMotionLoss",
     "SymmetricLocalNormalizedCrossCorrelationLoss",
     "TemporalHuberFlowSmoothnessLoss",

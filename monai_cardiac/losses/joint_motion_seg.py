@@ -23,7 +23,9 @@ class JointMotionSegmentationLoss(_Loss):
       squared error between the target and each warped source (``torch.nn.MSELoss``, mean over pixels, frames
       and batch), the spatial Charbonnier term :class:`HuberFlowSmoothnessLoss` of each field and the temporal
       one :class:`TemporalHuberFlowSmoothnessLoss` over the ``T`` fields (0 when ``T == 1``).
-    * ``L_s``: :class:`MaskedCrossEntropyLoss` over the labelled frames of the window (target and sources).
+    * ``L_s``: ``segmentation_loss`` over the labelled frames of the window (target and sources): the paper's
+      cross-entropy (:class:`MaskedCrossEntropyLoss`) unless another loss of the same signature is given
+      (e.g. :class:`MaskedDiceCELoss`).
     * ``L_w``: :class:`WarpedCrossEntropyLoss`, source predictions warped onto the target against the
       target's label, on unlabelled source frames of samples whose target is labelled.
 
@@ -43,13 +45,21 @@ class JointMotionSegmentationLoss(_Loss):
         lambda1: weight of the segmentation cross-entropy (1e-2).
         lambda2: weight of the warped cross-entropy (1e-3).
         eps: constant of both Charbonnier terms (0.01).
+        segmentation_loss: ``L_s``, called as ``(logits (B, T, C, *spatial), labels (B, T, *spatial), mask (B, T))``;
+            None for :class:`MaskedCrossEntropyLoss`.
 
     Raises:
         ValueError: if a weight is negative or ``eps <= 0``.
     """
 
     def __init__(
-        self, alpha: float = 1e-3, beta: float = 1e-4, lambda1: float = 1e-2, lambda2: float = 1e-3, eps: float = 0.01
+        self,
+        alpha: float = 1e-3,
+        beta: float = 1e-4,
+        lambda1: float = 1e-2,
+        lambda2: float = 1e-3,
+        eps: float = 0.01,
+        segmentation_loss: _Loss | None = None,
     ) -> None:
         super().__init__()
         if min(alpha, beta, lambda1, lambda2) < 0:
@@ -58,7 +68,7 @@ class JointMotionSegmentationLoss(_Loss):
         self.image_loss = nn.MSELoss()
         self.spatial_smoothness = HuberFlowSmoothnessLoss(eps=eps)
         self.temporal_smoothness = TemporalHuberFlowSmoothnessLoss(eps=eps)
-        self.segmentation_loss = MaskedCrossEntropyLoss()
+        self.segmentation_loss = MaskedCrossEntropyLoss() if segmentation_loss is None else segmentation_loss
         self.warped_segmentation_loss = WarpedCrossEntropyLoss()
         self.last_components: dict[str, torch.Tensor] = {}
 

@@ -1,4 +1,5 @@
-"""Cross-entropy losses for temporally sparse labels: on labelled frames, and through the motion field.
+"""Segmentation losses for temporally sparse labels: on labelled frames (cross-entropy, Dice + cross-entropy), and
+through the motion field (warped cross-entropy).
 
 Label sequences follow ``docs/conventions.md``: one label map per frame, frames without an expert label hold
 0 and are marked ``False`` in ``label_mask``. Only the frames the masks select contribute; when a batch has
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from monai.losses import DiceLoss
 from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.networks.blocks.sequence_warp import SequenceWarp, warp_probabilities
 
-__all__ = ["MaskedCrossEntropyLoss", "WarpedCrossEntropyLoss"]
+__all__ = ["MaskedCrossEntropyLoss", "MaskedDiceCELoss", "WarpedCrossEntropyLoss"]
 
 _MIN_PROBABILITY = 1e-8  # floor of the warped probabilities before the log (caps a pixel's loss at 18.4)
 
@@ -106,6 +108,49 @@ class MaskedCrossEntropyLoss(_Loss):
         target = _checked_index(labels[counted], logits.shape[2], "labels", name)
         per_pixel = F.cross_entropy(logits[counted].float(), target, reduction="none")
         return _reduce(per_pixel, counted, self.reduction, logits)
+
+
+class MaskedDiceCELoss(_Loss):
+    """Soft Dice plus cross-entropy on the labelled frames of a sequence: ``dice_weight * Dice + ce_weight * CE``.
+
+    The cross-entropy is :class:`MaskedCrossEntropyLoss` (mean over the labelled frames' pixels). The Dice term is
+    MONAI's ``DiceLoss`` on the soft-max of the labelled frames' logits, foreground classes only, pooled over all
+    labelled frames of the batch (``batch=True``: a structure absent from one frame, e.g. the RV at the apex, does
+    not make that frame's Dice undefined). Dice weighs each structure alike whatever its size, which helps the thin
+    structures (RV, myocardium) that cross-entropy, dominated by the background, learns last.
+
+    Args:
+        dice_weight: weight of the Dice term (>= 0).
+        ce_weight: weight of the cross-entropy term (>= 0).
+
+    Raises:
+        ValueError: a negative weight.
+    """
+
+    def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0) -> None:
+        super().__init__()
+        if min(dice_weight, ce_weight) < 0:
+            raise ValueError(f"weights must be non-negative, got {dice_weight=}, {ce_weight=}.")
+        self.dice_weight, self.ce_weight = float(dice_weight), float(ce_weight)
+        self.cross_entropy = MaskedCrossEntropyLoss()
+        self.dice = DiceLoss(include_background=False, to_onehot_y=True, softmax=True, batch=True)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, label_mask: torch.Tensor) -> torch.Tensor:
+        """The weighted sum on frames where ``label_mask`` is set (arguments as :class:`MaskedCrossEntropyLoss`).
+
+        Returns:
+            A scalar; 0 (attached to the graph) when no frame is labelled.
+
+        Raises:
+            CineDataError: on mismatched shapes, a non-bool mask, or labels of labelled frames out of range.
+        """
+        ce = self.cross_entropy(logits, labels, label_mask)
+        counted = _frame_mask(label_mask, logits.shape[:2], logits.device, "label_mask", type(self).__name__)
+        if not counted.any():
+            return ce
+        frame_labels = _frame_labels(labels, logits, "labels", type(self).__name__)[counted]
+        dice = self.dice(logits[counted].float(), frame_labels[:, None].long())
+        return self.ce_weight * ce + self.dice_weight * dice
 
 
 class WarpedCrossEntropyLoss(_Loss):

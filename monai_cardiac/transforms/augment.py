@@ -15,6 +15,8 @@ from monai.transforms import (
     Rand2DElasticd,
     RandAdjustContrastd,
     RandAffined,
+    RandFlipd,
+    RandRotate90d,
     RandScaleIntensityd,
     RandShiftIntensityd,
 )
@@ -33,11 +35,16 @@ def cine_augmentation(
     elastic: bool = False,
     intensity: float = 0.1,
     spatial_dims: int = 2,
+    orientations: bool = False,
 ) -> Compose:
     """Random augmentation of cines and their labels, built from MONAI random transforms.
 
-    In order, each applied with probability ``prob`` and drawn afresh on every call:
+    In order, each applied with probability ``prob`` (except the orientation) and drawn afresh on every call:
 
+    - with ``orientations``: one of the eight in-plane orientations a scanner or converter may store a
+      short-axis slice in (the dihedral group of the square: 0, 90, 180 or 270 degrees, each with or without a
+      mirror), uniformly, for all frames and all ``keys``: ``RandRotate90d`` (probability 3/4, 1-3 quarter turns)
+      then ``RandFlipd`` (probability 1/2) on the in-plane axes. Square crops keep their shape.
     - ``RandAffined``: one rotation in ``[-rotate_deg, rotate_deg]`` degrees, one shift in
       ``[-shift_px, shift_px]`` voxels and one scaling by ``1 + [-scale, scale]`` (drawn separately for ``H``
       and ``W``) for all frames and all ``keys``; bilinear for images, nearest for ``label_key`` (class ids stay
@@ -63,6 +70,7 @@ def cine_augmentation(
         elastic: add an elastic deformation (``spatial_dims=2`` only).
         intensity: strength of the intensity changes, in [0, 1); 0 turns them off.
         spatial_dims: 2 for slices ``(T, H, W)``, 3 for stacks ``(T, Z, H, W)``.
+        orientations: add the random in-plane orientation above (not subject to ``prob``).
 
     Returns:
         A ``monai.transforms.Compose``; seed it with ``set_random_state``.
@@ -86,7 +94,14 @@ def cine_augmentation(
     image_keys = tuple(k for k in keys_ if k not in label_keys)
     in_plane = (0.0,) if spatial_dims == 3 else ()  # no rotation about, shift along or scaling of Z
     angle = math.radians(rotate_deg)
-    transforms = [
+    transforms = []
+    if orientations:
+        axes = (1, 2) if spatial_dims == 3 else (0, 1)  # the in-plane axes (H, W) among the spatial ones
+        transforms += [
+            RandRotate90d(keys_, prob=0.75, max_k=3, spatial_axes=axes),
+            RandFlipd(keys_, prob=0.5, spatial_axis=axes[0]),
+        ]
+    transforms += [
         RandAffined(
             keys_,
             prob=prob,

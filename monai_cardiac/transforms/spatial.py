@@ -172,12 +172,13 @@ class CropAroundHeartd(MapTransform, InvertibleTransform):
     """Dictionary version of :class:`CropAroundHeart`: one centre per entry, the same window for every key.
 
     The centre is found by :func:`heart_center` from ``d[image_key]`` with ``d[label_key]`` and
-    ``d[label_mask_key]`` where the entry has them.
+    ``d[label_mask_key]`` where the entry has them. With ``label_key=None`` the labels are never used, so the crop
+    is the one that label-free inference makes (what evaluation should score).
 
     Args:
         keys: keys of the cines and label sequences to crop.
         roi_size: in-plane output size, voxels.
-        image_key, label_key, label_mask_key: keys used to find the centre.
+        image_key, label_key, label_mask_key: keys used to find the centre (``label_key`` None: the image only).
         sigma, top_fraction: see :func:`heart_center`.
         allow_missing_keys: don't raise for missing ``keys``.
 
@@ -190,7 +191,7 @@ class CropAroundHeartd(MapTransform, InvertibleTransform):
         keys: KeysCollection,
         roi_size: Sequence[int] | int,
         image_key: str = "image",
-        label_key: str = "label",
+        label_key: str | None = "label",
         label_mask_key: str = "label_mask",
         sigma: float = 2.0,
         top_fraction: float = 0.05,
@@ -206,8 +207,8 @@ class CropAroundHeartd(MapTransform, InvertibleTransform):
             raise CineDataError(f"the entry has no '{self.image_key}' to find the heart in", entry_name(d, self.keys))
         center = heart_center(
             d[self.image_key],
-            d.get(self.label_key),
-            d.get(self.label_mask_key),
+            None if self.label_key is None else d.get(self.label_key),
+            None if self.label_key is None else d.get(self.label_mask_key),
             self.cropper.sigma,
             self.cropper.top_fraction,
         )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import torch
 from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
 
 from monai_cardiac.data import write_phantom_dataset
+from monai_cardiac.handlers import ResumableTrainingState
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundles" / "joint"
@@ -85,7 +88,7 @@ def test_documented_command_runs_the_schedule(tiny_phantom, tmp_path):
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     models = tmp_path / "bundle" / "models"
-    for name in ("stage_motion.pt", "stage_segmentation.pt", "stage_joint.pt", "model.pt"):
+    for name in ("stage_motion.pt", "stage_segmentation.pt", "model.pt", "resume_motion.pt", "resume_joint.pt"):
         assert (models / name).is_file(), name
     result = json.loads(report.read_text())
     assert result["num_slices"] == 1 and "lv_dice" in result and "epe_ratio" in result
@@ -109,7 +112,7 @@ def test_baselines_train(variant, present, absent, tiny_phantom, tmp_path):
     workflow.run()
     workflow.finalize()
     sub = "motion_only" if "motion" in variant else "segmentation_only"
-    state = torch.load(tmp_path / "bundle" / "models" / sub / "final.pt", weights_only=True)
+    state = torch.load(tmp_path / "bundle" / "models" / sub / "model.pt", weights_only=True)
     assert not any(k.startswith(absent) for k in state)
     if present.endswith("."):
         assert any(k.startswith(present) for k in state)
@@ -144,6 +147,55 @@ def test_multi_gpu_config_runs_ddp_with_gloo(tiny_phantom, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    state = torch.load(tmp_path / "bundle" / "models" / "stage_joint.pt", weights_only=True)
+    state = torch.load(tmp_path / "bundle" / "models" / "model.pt", weights_only=True)
     # MONAI's CheckpointSaver unwraps DDP: the checkpoint loads into a plain network
     assert any(k.startswith("encoder.") for k in state) and not any(k.startswith("module.") for k in state)
+
+
+def _training_command(tmp_path: Path, data: Path, epochs: dict, *extra: str) -> list[str]:
+    args = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", "bundles/joint/train.json"]
+    for key, value in _overrides(tmp_path, data, epochs=epochs, report=None).items():
+        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    return args + list(extra)
+
+
+def test_killed_run_resumes_to_the_uninterrupted_schedule(tiny_phantom, tmp_path):
+    """SIGKILL during the motion stage, then `--resume true`: the schedule ends as an uninterrupted run's."""
+    epochs = {"motion": 4, "segmentation": 1, "joint": 2}
+    models = tmp_path / "bundle" / "models"
+    state_file = models / "resume_motion.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(_training_command(tmp_path, tiny_phantom, epochs), cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not state_file.is_file() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert first.poll() is None, "the run ended before it could be killed"
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert not (models / "model.pt").exists()  # no delivered model from a half-finished schedule
+    done_epochs = ResumableTrainingState.read(state_file)["epoch"]
+    assert 1 <= done_epochs < epochs["motion"]
+
+    resumed = subprocess.run(_training_command(tmp_path, tiny_phantom, epochs, "--resume", "true"), cwd=REPO,
+                             env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    # the motion stage went on after its last saved epoch and did not start again
+    assert f"Epoch[{done_epochs + 1}] Complete" in log
+    assert f"Epoch: {done_epochs}/{epochs['motion']}," not in log
+    # every stage ended at its full length, the same epoch and iteration counts as an uninterrupted run
+    slices_per_epoch = None
+    for stage, n in epochs.items():
+        state = ResumableTrainingState.read(models / f"resume_{stage}.pt")
+        assert state["epoch"] == n == state["max_epochs"], stage
+        per_epoch = state["iteration"] // n
+        assert state["iteration"] == n * per_epoch and per_epoch >= 1
+        if stage != "segmentation":
+            slices_per_epoch = slices_per_epoch or per_epoch
+            assert per_epoch == slices_per_epoch
+    assert (models / "model.pt").is_file()

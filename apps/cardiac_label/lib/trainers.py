@@ -12,9 +12,8 @@ folder for the run), splits it by cine (never slices of one cine on both sides) 
 ``train#trainer#max_epochs``, ``train#dataset#data``, ``validate#dataset#data``, ``device``, ``train#handlers``
 with a ``CheckpointLoader`` of ``models/model.pt``). The run id is the bundle's ``train_joint`` (the joint stage
 of the three-stage schedule, which starts from ``models/stage_segmentation.pt`` and then ``models/model.pt``):
-its validation keeps the best checkpoint as ``models/model.pt``, which the inference tasks reload. With no
-validation cine (a single labelled cine, or ``val_split`` 0) the validation handler is left out and the final
-weights are saved as ``models/model.pt``.
+it saves its final weights as ``models/model.pt``, which the inference tasks reload. With no validation cine (a
+single labelled cine, or ``val_split`` 0) the validation handler is left out.
 """
 
 from __future__ import annotations
@@ -135,9 +134,8 @@ class CineBundleTrainTask(BundleTrainTask):
         overrides["dataset_dir"] = self._frames_dir
         if not overrides.get(self.const.key_validate_dataset_data()):
             overrides.pop(self.const.key_validate_dataset_data(), None)
-            handlers = [h for h in copy.deepcopy(overrides[self.const.key_train_handlers()])
-                        if not str(h.get("_target_", "")).endswith("ValidationHandler")]
-            handlers.append({"_target_": "CheckpointSaver", "save_dir": "@ckpt_dir", "save_dict": {"model": "@network"},
-                             "save_final": True, "final_filename": self.const.model_pytorch()})
-            overrides[self.const.key_train_handlers()] = handlers
+            overrides[self.const.key_train_handlers()] = [
+                h for h in copy.deepcopy(overrides[self.const.key_train_handlers()])
+                if not str(h.get("_target_", "")).endswith("ValidationHandler")
+            ]
         return overrides
