@@ -4,25 +4,55 @@ A motion network predicts ``u_{ED->t}`` in one pass; on a given cine the fields 
 images by a short optimisation that starts from them (test-time instance optimisation, as classical registration
 does from scratch): minimise, over the fields of all frames at once,
 
-    mean_t || I_ED(x + u_t(x)) - I_t(x) ||^2  +  smoothness * Diffusion(u_t)
+    mean_t D(I_ED(x + u_t(x)), I_t(x))  +  smoothness * Diffusion(u_t)
 
-with Adam, the ED frame's field held at zero. Intensities are scaled to [0, 1] by the cine's 1st and 99th
-percentiles first, so ``smoothness`` means the same on every cine. ``Diffusion`` is the mean squared forward
+with Adam, the ED frame's field held at zero. ``D`` is the mean squared error (``similarity="mse"``) or one minus
+the local normalised cross-correlation in a square window (``"lncc"``, MONAI's
+``LocalNormalizedCrossCorrelationLoss``; the similarity B-spline registration of cine MRI uses, insensitive to the
+intensity drift of blood and myocardium over the cycle). Intensities are scaled to [0, 1] by the cine's 1st and
+99th percentiles first, so ``smoothness`` means the same on every cine. ``Diffusion`` is the mean squared forward
 difference of the field along each image axis, summed over the axes (the diffusion regulariser of VoxelMorph).
+
+With several ``levels`` (down-sampling factors, coarse to fine, e.g. ``(2, 1)``) the optimisation runs first on
+images averaged over ``f x f`` blocks with the fields scaled down likewise, and each level's result, up-sampled,
+starts the next: the coarse levels move large structures cheaply, the last one works at full resolution.
+``iterations`` is the number of Adam steps per level.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
 from monai.config import NdarrayOrTensor
+from monai.losses import LocalNormalizedCrossCorrelationLoss
 from monai.utils import convert_to_tensor
 
 from monai_cardiac.displacement import warp_image
 from monai_cardiac.errors import CineDataError
 
-__all__ = ["refine_tracking"]
+__all__ = ["SIMILARITIES", "refine_tracking"]
 
 _SOURCE = "refine_tracking"
+
+SIMILARITIES = ("mse", "lncc")
+"""Image similarities :func:`refine_tracking` can optimise."""
+
+
+def _dissimilarity(similarity: str, window: int):
+    """``D(warped, target)`` on ``(T, 1, H, W)`` images: mean squared error or 1 + LNCC (LNCC lies in [-1, 0])."""
+    if similarity == "mse":
+        return lambda warped, target: torch.mean((warped - target) ** 2)
+    lncc = LocalNormalizedCrossCorrelationLoss(spatial_dims=2, kernel_size=window, kernel_type="rectangular")
+    return lambda warped, target: 1.0 + lncc(warped, target)
+
+
+def _resize_fields(fields: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Fields ``(T, 2, h, w)`` in voxels resampled to ``size``, their components rescaled to the new voxels."""
+    scale = torch.tensor([size[0] / fields.shape[-2], size[1] / fields.shape[-1]], device=fields.device)
+    resized = F.interpolate(fields, size=tuple(size), mode="bilinear", align_corners=False)
+    return resized * scale.view(1, 2, 1, 1)
 
 
 def refine_tracking(
@@ -32,6 +62,9 @@ def refine_tracking(
     iterations: int = 200,
     smoothness: float = 0.1,
     learning_rate: float = 0.05,
+    similarity: str = "mse",
+    levels: Sequence[int] = (1,),
+    window: int = 9,
 ) -> torch.Tensor:
     """Refine tracking fields ``u_{reference->t}`` of a 2D cine by optimising them on its own frames.
 
@@ -40,9 +73,12 @@ def refine_tracking(
         ddf: its tracking fields ``u_{reference->t}`` ``(T, 2, H, W)`` in voxels, MONAI's pull convention (frame
             ``reference`` warped by ``u_t`` lands on frame ``t``), the starting point.
         reference: the frame the fields start from (ED); its field stays zero.
-        iterations: Adam steps (0 returns the fields unchanged, as float32).
+        iterations: Adam steps per level (0 returns the fields unchanged, as float32).
         smoothness: weight of the diffusion penalty (on [0, 1] intensities, mean over pixels and frames).
-        learning_rate: Adam's step size, in voxels.
+        learning_rate: Adam's step size, in voxels of the level being optimised.
+        similarity: ``"mse"`` or ``"lncc"`` (see the module docstring).
+        levels: down-sampling factors, coarse to fine, each >= 1; the last should be 1 (full resolution).
+        window: side of the LNCC window, voxels of each level (odd, >= 5).
 
     Returns:
         float32 ``(T, 2, H, W)`` refined fields on the device of ``ddf``.
@@ -50,13 +86,20 @@ def refine_tracking(
     Raises:
         CineDataError: a cine that is not ``(T, H, W)``, fields that are not ``(T, 2, H, W)`` on its grid, or
             non-finite values in either; a ``reference`` outside ``[0, T)``.
-        ValueError: negative ``iterations``, ``smoothness`` or a non-positive ``learning_rate``.
+        ValueError: negative ``iterations``, ``smoothness`` or a non-positive ``learning_rate``; an unknown
+            ``similarity``; ``levels`` empty or below 1; an even or too small ``window``.
     """
     if iterations < 0 or smoothness < 0 or learning_rate <= 0:
         raise ValueError(
             f"iterations and smoothness must be >= 0 and learning_rate > 0, got {iterations}, {smoothness}, "
             f"{learning_rate}."
         )
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}.")
+    if not levels or min(int(f) for f in levels) < 1:
+        raise ValueError(f"levels must be down-sampling factors >= 1, coarse to fine, got {levels}.")
+    if window < 5 or window % 2 == 0:
+        raise ValueError(f"window must be odd and >= 5 (a 3-voxel LNCC window degenerates), got {window}.")
     fields = convert_to_tensor(ddf, track_meta=False, dtype=torch.float32)
     frames = convert_to_tensor(image, track_meta=False, dtype=torch.float32, device=fields.device)
     if frames.ndim != 3:
@@ -74,20 +117,27 @@ def refine_tracking(
     if iterations == 0:
         return fields.clone()
     low, high = torch.quantile(frames.flatten(), torch.tensor([0.01, 0.99], device=frames.device))
-    frames = ((frames - low) / (high - low).clamp_min(1e-6)).clamp(0.0, 1.0)
-    moving = frames[reference].expand_as(frames)[:, None]  # (T, 1, H, W): the reference frame for every t
-    targets = frames[:, None]
+    frames = ((frames - low) / (high - low).clamp_min(1e-6)).clamp(0.0, 1.0)[:, None]  # (T, 1, H, W)
     keep = torch.ones(frames.shape[0], 1, 1, 1, device=frames.device)
     keep[reference] = 0.0  # the reference frame's field is the identity
-    fields = (fields * keep).detach().requires_grad_(True)
-    optimizer = torch.optim.Adam([fields], lr=learning_rate)
-    with torch.enable_grad():
-        for _ in range(iterations):
-            u = fields * keep
-            warped = warp_image(moving, u)
-            diffusion = torch.mean((u[:, :, 1:] - u[:, :, :-1]) ** 2) + torch.mean((u[..., 1:] - u[..., :-1]) ** 2)
-            loss = torch.mean((warped - targets) ** 2) + smoothness * diffusion
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return (fields * keep).detach()
+    dissimilarity = _dissimilarity(similarity, window)
+    full_size = tuple(frames.shape[-2:])
+    current = fields * keep
+    for factor in (int(f) for f in levels):
+        level_frames = F.avg_pool2d(frames, factor, ceil_mode=True) if factor > 1 else frames
+        size = tuple(level_frames.shape[-2:])
+        moving = level_frames[reference].expand_as(level_frames)  # the reference frame for every t
+        level_fields = (_resize_fields(current, size) if size != full_size else current).detach().requires_grad_(True)
+        optimizer = torch.optim.Adam([level_fields], lr=learning_rate)
+        with torch.enable_grad():
+            for _ in range(iterations):
+                u = level_fields * keep
+                diffusion = torch.mean((u[:, :, 1:] - u[:, :, :-1]) ** 2) + torch.mean((u[..., 1:] - u[..., :-1]) ** 2)
+                loss = dissimilarity(warp_image(moving, u), level_frames) + smoothness * diffusion
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        current = level_fields.detach() * keep
+        if size != full_size:
+            current = _resize_fields(current, full_size)
+    return current

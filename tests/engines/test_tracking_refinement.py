@@ -61,3 +61,36 @@ def test_bad_input_is_refused_with_a_clear_error():
         refine_tracking(cine, truth, reference=2)
     with pytest.raises(ValueError, match="iterations"):
         refine_tracking(cine, truth, iterations=-1)
+
+
+def test_lncc_recovers_a_shift_despite_an_intensity_change():
+    """Frame 1 is the moved blob at 60 % contrast on a brighter background: LNCC still finds the shift."""
+    cine, truth = blob_cine()
+    cine[1] = 0.6 * cine[1] + 0.2
+    inside = cine[0] > 0.3
+    start = torch.linalg.norm(truth[1], dim=0)[inside].mean()
+    refined = refine_tracking(cine, torch.zeros_like(truth), iterations=300, smoothness=0.1, learning_rate=0.1,
+                              similarity="lncc", window=9)
+    assert torch.linalg.norm(refined[1] - truth[1], dim=0)[inside].mean() < 0.4 * start
+    assert torch.equal(refined[0], torch.zeros_like(refined[0]))
+
+
+def test_a_coarse_level_first_recovers_a_larger_shift():
+    cine, truth = blob_cine(shift=(6.0, -5.0), size=48)
+    inside = cine[0] > 0.3
+    zero = float(np.hypot(6.0, 5.0))
+    refined = refine_tracking(cine, torch.zeros_like(truth), iterations=150, smoothness=0.1, learning_rate=0.1,
+                              levels=(4, 2, 1))
+    assert refined.shape == truth.shape
+    assert torch.equal(refined[0], torch.zeros_like(refined[0]))
+    assert float(torch.linalg.norm(refined[1] - truth[1], dim=0)[inside].mean()) < 0.2 * zero
+
+
+def test_bad_options_are_refused():
+    cine, truth = blob_cine()
+    with pytest.raises(ValueError, match="similarity"):
+        refine_tracking(cine, truth, similarity="ssd")
+    with pytest.raises(ValueError, match="levels"):
+        refine_tracking(cine, truth, levels=(2, 0))
+    with pytest.raises(ValueError, match="window"):
+        refine_tracking(cine, truth, similarity="lncc", window=4)
