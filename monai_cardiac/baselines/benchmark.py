@@ -11,7 +11,9 @@ Methods (``--methods``; a method whose package or checkpoint is absent is listed
   (``{"ffd": {"grid_spacing": 8}, ...}``);
 - the project's networks, from checkpoints: ``joint`` and ``motion_only`` (``JointMotionSegNet`` as
   ``bundles/joint/configs/train.json`` builds it, the motion-only variant without its segmentation branch) and
-  ``probabilistic`` (``ProbabilisticMotionModel`` as ``bundles/probabilistic_motion/configs/train.json`` builds it).
+  ``probabilistic`` (``ProbabilisticMotionModel`` as ``bundles/probabilistic_motion/configs/train.json`` builds it);
+  ``--peer_params`` ``{"joint": {"orientation_ensemble": true}}`` runs a joint network averaged over the eight
+  in-plane orientations, as the joint inference bundle runs it.
 
 Every method gets the same slices, preprocessed once by the joint bundle's evaluation pipeline
 (:func:`~monai_cardiac.baselines.data.cine_preprocessing`: 96 x 96 crops, intensities in [0, 1]; ``--no_crop`` for
@@ -139,7 +141,9 @@ def build_method(spec: Mapping[str, Any]) -> tuple[Callable, dict]:
                                                                   else "joint"]), "device": str(device)}
     if name == "motion_only":
         described["segmentation"] = False
-    return (lambda image, spacing: motion_fields(network, image, torch.device(device))), described
+    ensemble = bool(params.get("orientation_ensemble", False))  # the joint networks, as the inference bundle runs
+    described["orientation_ensemble"] = ensemble
+    return (lambda image, spacing: motion_fields(network, image, torch.device(device), False, ensemble)), described
 
 
 # ------------------------------------------------------------------------------------------------ worker

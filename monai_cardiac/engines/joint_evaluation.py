@@ -21,6 +21,7 @@ from monai.transforms import Compose, ScaleIntensityRangePercentilesd
 from monai_cardiac.data.nifti import NUM_CLASSES, STRUCTURES
 from monai_cardiac.displacement import compose_displacements, warp_labels
 from monai_cardiac.engines.engine_utils import load_model_weights, slice_spacing
+from monai_cardiac.inferers import orientation_averaged_joint_outputs
 from monai_cardiac.metrics import (
     compute_contour_distance,
     compute_dice,
@@ -59,6 +60,7 @@ def evaluate_joint_sequence(
     true_ddf: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
     amp: bool = False,
+    orientation_ensemble: bool = False,
 ) -> dict[str, float]:
     """Score one cine slice whose frame 0 is ED.
 
@@ -71,6 +73,8 @@ def evaluate_joint_sequence(
         true_ddf: ``(T, 2, H, W)`` true ``u_{ED->t}`` in voxels, if known (phantom): adds ``epe`` columns.
         device: where the network runs.
         amp: run the network under autocast (bfloat16 on CPU, float16 on CUDA).
+        orientation_ensemble: average the network over the eight in-plane orientations, as the inference bundle
+            runs it (:func:`monai_cardiac.inferers.orientation_averaged_joint_outputs`).
 
     Returns:
         the row: ``seg_dice_<structure>`` (mean of ED and ES), ``warp_dice_<s>``, ``warp_mcd_<s>``,
@@ -94,7 +98,10 @@ def evaluate_joint_sequence(
     dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
     start = time.perf_counter()
     with torch.autocast(device.type, dtype=dtype, enabled=amp):
-        out = network(frames[None, :1], frames[None, 1:])
+        if orientation_ensemble:
+            out = orientation_averaged_joint_outputs(network, frames[None, :1], frames[None, 1:])
+        else:
+            out = network(frames[None, :1], frames[None, 1:])
     seconds = time.perf_counter() - start
     row: dict[str, float] = {"frames": float(num_frames), "seconds": seconds}
     ed_es = labels[[0, es], None]
@@ -162,6 +169,7 @@ def evaluate_joint_datalist(
     preprocessing,
     device: torch.device | str = "cpu",
     amp: bool = False,
+    orientation_ensemble: bool = False,
 ) -> list[dict]:
     """Score every slice of a data list with :func:`evaluate_joint_sequence`.
 
@@ -172,6 +180,7 @@ def evaluate_joint_datalist(
             ``dense_label`` and ``ddf`` (true ``u_{ED->t}``) on the same grid.
         device: where the network runs.
         amp: autocast the network.
+        orientation_ensemble: see :func:`evaluate_joint_sequence`.
 
     Returns:
         one row per slice, with ``subject`` and ``slice`` added; mm columns only where ``spacing_known``.
@@ -187,6 +196,7 @@ def evaluate_joint_datalist(
         spacing = [float(v) for v in voxel[:2]] if known else None
         row = evaluate_joint_sequence(
             network, torch.as_tensor(image), torch.as_tensor(labels), int(d["es"]), spacing, true_ddf, device, amp,
+            orientation_ensemble,
         )
         rows.append({"subject": entry["subject"], "slice": int(entry.get("slice", 0)), **row})
     return rows
@@ -340,6 +350,7 @@ def evaluate_joint_checkpoints(
     device: torch.device | str = "cpu",
     amp: bool = False,
     output_dir: str | None = None,
+    orientation_ensemble: bool = False,
 ) -> dict[str, dict]:
     """Score trained variants (joint, motion only, segmentation only) on one data list and tabulate them.
 
@@ -352,12 +363,13 @@ def evaluate_joint_checkpoints(
         device: where the networks run.
         amp: autocast the networks.
         output_dir: where ``rows_<name>.csv``, ``summary.json`` and ``tables.md`` go (``None``: not written).
+        orientation_ensemble: see :func:`evaluate_joint_sequence`.
 
     Returns:
         ``{name: summary}``.
     """
     def score(network: torch.nn.Module) -> list[dict]:
-        rows = evaluate_joint_datalist(network, datalist, preprocessing, device, amp)
+        rows = evaluate_joint_datalist(network, datalist, preprocessing, device, amp, orientation_ensemble)
         for row in rows:
             row["seconds_per_50_frames"] = row["seconds"] * 50.0 / row["frames"]
         return rows

@@ -68,6 +68,7 @@ from monai.utils import convert_to_tensor, optional_import
 from monai_cardiac.data.nifti import NUM_CLASSES, STRUCTURES
 from monai_cardiac.displacement import compose_displacements, invert_displacement, warp_image, warp_labels
 from monai_cardiac.engines.engine_utils import slice_spacing
+from monai_cardiac.inferers import orientation_averaged_joint_outputs
 from monai_cardiac.engines.joint_evaluation import (
     _mean_std,
     _per_structure,
@@ -331,7 +332,11 @@ def probabilistic_motion_fields(
 
 @torch.inference_mode()
 def joint_motion_fields(
-    network: JointMotionSegNet, image: torch.Tensor, device: torch.device | str = "cpu", amp: bool = False
+    network: JointMotionSegNet,
+    image: torch.Tensor,
+    device: torch.device | str = "cpu",
+    amp: bool = False,
+    orientation_ensemble: bool = False,
 ) -> dict:
     """The motion field of a cine slice from the joint network's motion branch (target = ED frame).
 
@@ -342,6 +347,8 @@ def joint_motion_fields(
         image: ``(T, H, W)`` cine, ED first, sides divisible by 16.
         device: where the network runs.
         amp: autocast the network.
+        orientation_ensemble: average over the eight in-plane orientations, as the inference bundle runs it
+            (:func:`monai_cardiac.inferers.orientation_averaged_joint_outputs`).
 
     Returns:
         ``{"u_ed_to_t": None, "u_t_to_ed": (T - 1, 2, H, W), "seconds": float}``, float32 on the CPU.
@@ -354,13 +361,20 @@ def joint_motion_fields(
         raise ValueError("the joint network was built without its motion branch (motion=False): nothing to score.")
     device = torch.device(device)
     frames = torch.as_tensor(image).to(device=device, dtype=torch.float32)
-    out, seconds = _timed(device, amp, lambda: network(frames[None, :1], frames[None, 1:]))
+    if orientation_ensemble:
+        out, seconds = _timed(
+            device, amp, lambda: orientation_averaged_joint_outputs(network, frames[None, :1], frames[None, 1:])
+        )
+    else:
+        out, seconds = _timed(device, amp, lambda: network(frames[None, :1], frames[None, 1:]))
     return {"u_ed_to_t": None, "u_t_to_ed": out["ddf_to_target"][0].float().cpu(), "seconds": seconds}
 
 
 def motion_fields(network: torch.nn.Module, image: torch.Tensor, device: torch.device | str = "cpu",
-                  amp: bool = False) -> dict:
+                  amp: bool = False, orientation_ensemble: bool = False) -> dict:
     """Dispatch to :func:`probabilistic_motion_fields` or :func:`joint_motion_fields` by the network's class.
+
+    ``orientation_ensemble`` applies to the joint network only (see :func:`joint_motion_fields`).
 
     Raises:
         TypeError: any other network.
@@ -368,7 +382,7 @@ def motion_fields(network: torch.nn.Module, image: torch.Tensor, device: torch.d
     if isinstance(network, ProbabilisticMotionModel):
         return probabilistic_motion_fields(network, image, device, amp)
     if isinstance(network, JointMotionSegNet):
-        return joint_motion_fields(network, image, device, amp)
+        return joint_motion_fields(network, image, device, amp, orientation_ensemble)
     raise TypeError(f"no motion adapter for {type(network).__name__}; expected ProbabilisticMotionModel or "
                     "JointMotionSegNet.")
 
