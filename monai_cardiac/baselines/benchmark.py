@@ -14,6 +14,10 @@ Methods (``--methods``; a method whose package or checkpoint is absent is listed
   ``probabilistic`` (``ProbabilisticMotionModel`` as ``bundles/probabilistic_motion/configs/train.json`` builds it);
   ``--peer_params`` ``{"joint": {"orientation_ensemble": true}}`` runs a joint network averaged over the eight
   in-plane orientations, as the joint inference bundle runs it.
+- ``joint+refine`` and ``probabilistic+refine``: the same networks (same checkpoints), their tracking fields
+  ``u_{ED->t}`` then refined on the slice's own frames (:func:`~monai_cardiac.engines.refine_tracking`, test-time
+  instance optimisation; its arguments through ``--peer_params``, e.g. ``{"joint+refine": {"similarity": "lncc",
+  "smoothness": 1.0, "levels": [2, 1]}}``); the time includes the network, the inversion and the refinement.
 
 Every method gets the same slices, preprocessed once by the joint bundle's evaluation pipeline
 (:func:`~monai_cardiac.baselines.data.cine_preprocessing`: 96 x 96 crops, intensities in [0, 1]; ``--no_crop`` for
@@ -63,9 +67,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["METHODS", "NETWORK_METHODS", "main", "method_status", "run_benchmark", "write_reports"]
+__all__ = ["METHODS", "NETWORK_METHODS", "REFINED", "main", "method_status", "run_benchmark", "write_reports"]
 
-NETWORK_METHODS = ("joint", "motion_only", "probabilistic")
+REFINED = "+refine"
+"""Suffix of a network method whose tracking fields are refined on the slice (:func:`refine_tracking`)."""
+NETWORK_METHODS = ("joint", "motion_only", "probabilistic", "joint+refine", "probabilistic+refine")
+_REFINE_PARAMETERS = ("iterations", "smoothness", "learning_rate", "similarity", "levels", "window")
 METHODS = ("identity", "ffd", "groupwise", "syn", "voxelmorph", *NETWORK_METHODS)
 _CURVE_KEYS = ("lv_volume_track", "lv_volume_ref", "lv_volume_unit")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
@@ -77,6 +84,11 @@ _BUNDLE_CONFIGS = {
 
 
 # ----------------------------------------------------------------------------------------------- methods
+
+
+def _network_of(name: str) -> str:
+    """The network method a (possibly refined) method runs: ``"joint+refine"`` -> ``"joint"``."""
+    return name[: -len(REFINED)] if name.endswith(REFINED) else name
 
 
 def method_status(name: str, checkpoints: Mapping[str, str | None]) -> str | None:
@@ -92,9 +104,10 @@ def method_status(name: str, checkpoints: Mapping[str, str | None]) -> str | Non
     if name in PEERS and PEERS[name].missing():
         return f"not installed: {', '.join(PEERS[name].missing())} (pip install \"monai_cardiac[peers]\")"
     if name in NETWORK_METHODS or name == "voxelmorph":
-        path = checkpoints.get(name)
+        network = _network_of(name)
+        path = checkpoints.get(network)
         if not path:
-            return f"no checkpoint given (--{'prob' if name == 'probabilistic' else name}_checkpoint)"
+            return f"no checkpoint given (--{'prob' if network == 'probabilistic' else network}_checkpoint)"
         if not Path(path).is_file():
             return f"no checkpoint at {path}"
     return None
@@ -133,17 +146,51 @@ def build_method(spec: Mapping[str, Any]) -> tuple[Callable, dict]:
     if name in PEERS:
         peer = PEERS[name](**params)
         return peer.motion_fields, peer.parameters()
-    network = _bundle_network(name, spec.get("config")).to(device)
+    base = _network_of(name)
+    network = _bundle_network(base, spec.get("config")).to(device)
     load_model_weights(network, spec["checkpoint"], device)
     network.eval()
     described = {"network": type(network).__name__, "checkpoint": str(spec["checkpoint"]),
-                 "config": str(spec.get("config") or _BUNDLE_CONFIGS["probabilistic" if name == "probabilistic"
+                 "config": str(spec.get("config") or _BUNDLE_CONFIGS["probabilistic" if base == "probabilistic"
                                                                   else "joint"]), "device": str(device)}
-    if name == "motion_only":
+    if base == "motion_only":
         described["segmentation"] = False
     ensemble = bool(params.get("orientation_ensemble", False))  # the joint networks, as the inference bundle runs
     described["orientation_ensemble"] = ensemble
-    return (lambda image, spacing: motion_fields(network, image, torch.device(device), False, ensemble)), described
+
+    def fields(image, spacing) -> dict:
+        return motion_fields(network, image, torch.device(device), False, ensemble)
+
+    if base == name:
+        return fields, described
+    refine = {k: params[k] for k in _REFINE_PARAMETERS if k in params}
+    described["refine"] = refine
+    return (lambda image, spacing: refined_motion_fields(fields(image, spacing), image, **refine)), described
+
+
+def refined_motion_fields(out: Mapping[str, Any], image, **refine: Any) -> dict:
+    """A network's motion fields with its tracking fields ``u_{ED->t}`` refined on the slice's own frames.
+
+    Args:
+        out: ``{"u_ed_to_t", "u_t_to_ed", "seconds"}`` of the network; a missing ``u_{ED->t}`` is the inverse of
+            ``u_{t->ED}`` (:func:`~monai_cardiac.displacement.invert_displacement`).
+        image: the slice ``(T, H, W)``, ED first.
+        refine: keyword arguments of :func:`~monai_cardiac.engines.refine_tracking`.
+
+    Returns:
+        ``{"u_ed_to_t": refined (T - 1, 2, H, W), "u_t_to_ed": None, "seconds": network + inversion + refinement}``
+        (the evaluator inverts the refined fields for the other direction).
+    """
+    import torch
+
+    from monai_cardiac.displacement import invert_displacement
+    from monai_cardiac.engines.tracking_refinement import refine_tracking
+
+    start = time.perf_counter()
+    tracking = out["u_ed_to_t"] if out["u_ed_to_t"] is not None else invert_displacement(out["u_t_to_ed"])
+    tracking = torch.cat([torch.zeros_like(tracking[:1]), tracking])  # ED's own field: the identity
+    refined = refine_tracking(image, tracking, reference=0, **refine)[1:]
+    return {"u_ed_to_t": refined, "u_t_to_ed": None, "seconds": out["seconds"] + time.perf_counter() - start}
 
 
 # ------------------------------------------------------------------------------------------------ worker
@@ -397,8 +444,8 @@ def run_benchmark(
     for name in methods:
         if name in absent:
             continue
-        spec = {"name": name, "params": peer_params.get(name, {}), "checkpoint": checkpoints.get(name),
-                "config": configs.get(name), "device": device if name in (*NETWORK_METHODS, "voxelmorph") else "cpu"}
+        spec = {"name": name, "params": peer_params.get(name, {}), "checkpoint": checkpoints.get(_network_of(name)),
+                "config": configs.get(_network_of(name)), "device": device if name in (*NETWORK_METHODS, "voxelmorph") else "cpu"}
         chosen = _pick(entries, limits.get(name))
         reps = int(repeat_of.get(name, repeat_of.get("default", 1)))
         print(f"[{name}] {len(chosen)} slices, {reps} timed call(s) per slice, {threads} thread(s)", flush=True)
@@ -406,7 +453,8 @@ def run_benchmark(
         all_rows[name] = run_method(spec, chosen, roi_size, out, reps, threads, retry_failed)
         try:
             _, described = build_method(spec) if name not in NETWORK_METHODS else (None, {
-                "checkpoint": str(checkpoints.get(name)), "config": str(configs.get(name) or "bundle default")})
+                "checkpoint": str(checkpoints.get(_network_of(name))),
+                "config": str(configs.get(_network_of(name)) or "bundle default"), "params": spec["params"]})
         except Exception as error:  # recorded in the rows already
             described = {"error": str(error)}
         run["methods"][name] = {"parameters": described, "slices": len(chosen), "repeats": reps,

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ __all__ = [
     "report_phantom_joint",
     "score_checkpoints",
     "summarize_rows",
+    "volume_rows",
     "write_rows_csv",
 ]
 
@@ -78,7 +80,8 @@ def evaluate_joint_sequence(
 
     Returns:
         the row: ``seg_dice_<structure>`` (mean of ED and ES), ``warp_dice_<s>``, ``warp_mcd_<s>``,
-        ``warp_hd_<s>`` (mm), ``unwarped_dice_<s>`` (ES labels against ED labels without motion),
+        ``seg_<ed|es>_{overlap,pred,ref}_<s>`` (voxel counts of the predicted and reference structure and their
+        overlap, for :func:`volume_rows`), ``warp_hd_<s>`` (mm), ``unwarped_dice_<s>`` (ES labels against ED labels without motion),
         ``folding_pct`` (% of ED heart voxels with det J <= 0), ``epe_px`` and ``zero_motion_epe_px`` (error of
         the ED -> ES motion of the ED heart's voxels: each voxel moved by the estimated ``u_{ES->ED}`` and brought
         back by the true ``u_{ED->ES}`` should land where it started; voxels), ``seconds`` (network time) and
@@ -110,6 +113,12 @@ def evaluate_joint_sequence(
         pred = torch.cat([out["seg_logits_target"][:, None], out["seg_logits_sources"]], dim=1)[0].argmax(1).cpu()
         dice = compute_dice(pred[[0, es], None], ed_es, num_classes=NUM_CLASSES).mean(0)
         row.update(_per_structure("seg_dice", dice))
+        for phase, frame in (("ed", 0), ("es", es)):  # voxel counts, for the per-volume Dice and EF
+            for index, name in enumerate(STRUCTURES, start=1):
+                predicted, reference = pred[frame] == index, labels[frame] == index
+                row[f"seg_{phase}_overlap_{name}"] = float((predicted & reference).sum())
+                row[f"seg_{phase}_pred_{name}"] = float(predicted.sum())
+                row[f"seg_{phase}_ref_{name}"] = float(reference.sum())
 
     if "ddf_to_target" in out:
         u_es_to_ed = out["ddf_to_target"][0, es - 1].float().cpu()[None]  # (1, 2, H, W) on the ED grid
@@ -136,6 +145,45 @@ def evaluate_joint_sequence(
             row["epe_px"] = float(end_point_error(compose_displacements(truth, u_es_to_ed), zero, heart).reshape(-1)[0])
             row["zero_motion_epe_px"] = float(end_point_error(compose_displacements(truth, zero), zero, heart).reshape(-1)[0])
     return row
+
+
+def volume_rows(rows: Iterable[Mapping]) -> list[dict[str, float]]:
+    """Per-patient segmentation scores from per-slice rows: the ACDC convention of one 3D Dice per volume.
+
+    For each subject and phase (ED, ES) the voxel counts of its slices are added up, so a structure's Dice is
+    ``2 sum(overlap) / (sum(pred) + sum(ref))`` over the whole stack (NaN for a phase where both are empty);
+    ``vol_dice_<s>`` is the mean of ED and ES. LV ejection fraction from voxel counts (slice spacing cancels, so
+    no spacing is needed): ``lv_ef_pred``, ``lv_ef_ref`` and ``lv_ef_abs_error`` in percentage points (NaN when
+    the reference LV is empty at ED).
+
+    Args:
+        rows: rows of :func:`evaluate_joint_sequence` with ``subject`` and the ``seg_<phase>_*`` count columns.
+
+    Returns:
+        one row per subject, in first-seen order: ``subject``, ``slices``, ``vol_dice_<s>``, EF columns.
+    """
+    by_subject: dict[str, list[Mapping]] = {}
+    for row in rows:
+        if "seg_ed_ref_LV" in row:
+            by_subject.setdefault(str(row["subject"]), []).append(row)
+    result = []
+    for subject, subject_rows in by_subject.items():
+        def total(column: str) -> float:
+            return float(sum(r[column] for r in subject_rows))
+
+        out: dict[str, Any] = {"subject": subject, "slices": float(len(subject_rows))}
+        for name in STRUCTURES:
+            dice = []
+            for phase in ("ed", "es"):
+                denominator = total(f"seg_{phase}_pred_{name}") + total(f"seg_{phase}_ref_{name}")
+                dice.append(2 * total(f"seg_{phase}_overlap_{name}") / denominator if denominator else float("nan"))
+            out[f"vol_dice_{name}"] = float(np.nanmean(dice)) if not all(np.isnan(dice)) else float("nan")
+        for kind in ("pred", "ref"):
+            ed, es = total(f"seg_ed_{kind}_LV"), total(f"seg_es_{kind}_LV")
+            out[f"lv_ef_{kind}"] = 100.0 * (ed - es) / ed if ed else float("nan")
+        out["lv_ef_abs_error"] = abs(out["lv_ef_pred"] - out["lv_ef_ref"])
+        result.append(out)
+    return result
 
 
 def summarize_rows(rows: Iterable[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -289,6 +337,14 @@ def joint_tables_markdown(summaries: dict[str, dict]) -> str:
     for name, s in summaries.items():
         if "seg_dice_LV" in s:
             lines.append(f"| {name} | " + " | ".join(_mean_std(s, f"seg_dice_{k}") for k in ("LV", "Myo", "RV")) + " |")
+    if any("vol_dice_LV" in s for s in summaries.values()):
+        lines += ["", "Table 1b: segmentation Dice per volume (ACDC convention: one 3D Dice per patient and phase, "
+                  "mean of ED and ES) and LV ejection fraction |error| in points, mean (std) over patients", "",
+                  "| model | LV | Myo | RV | LV EF abs error |", "|---|---|---|---|---|"]
+        for name, s in summaries.items():
+            if "vol_dice_LV" in s:
+                cells = [_mean_std(s, f"vol_dice_{k}") for k in ("LV", "Myo", "RV")] + [_mean_std(s, "lv_ef_abs_error", 1)]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Table 2: ES labels warped onto ED, against the ED labels; MCD and HD in mm (slices of known "
               "spacing where both masks are non-empty)", "",
               "| model | MCD LV | MCD Myo | MCD RV | HD LV | HD Myo | HD RV | Dice LV | Dice Myo | Dice RV | % det J <= 0 | s / 50 frames |",
@@ -375,6 +431,8 @@ def evaluate_joint_checkpoints(
         return rows
 
     all_rows, summaries = score_checkpoints(variants, score, device)
+    for name, rows in all_rows.items():  # per-patient columns join the per-slice ones (their names differ)
+        summaries[name].update(summarize_rows(volume_rows(rows)))
     tables = joint_tables_markdown(summaries)
     print(tables)
     if output_dir is not None:
@@ -382,6 +440,7 @@ def evaluate_joint_checkpoints(
         out.mkdir(parents=True, exist_ok=True)
         for name, rows in all_rows.items():
             write_rows_csv(out / f"rows_{name}.csv", rows)
+            write_rows_csv(out / f"volumes_{name}.csv", volume_rows(rows))
         (out / "summary.json").write_text(json.dumps(summaries, indent=1))
         (out / "tables.md").write_text(tables)
     return summaries
