@@ -60,7 +60,7 @@ from .probabilistic_inference import (
     saver_keys,
 )
 from .label_propagation import PROPAGATION_MODES, propagate_labels, propagation_fields, temporal_blend_weights
-from .tracking_refinement import refine_tracking
+from .tracking_refinement import RefineTrackingd, refine_tracking
 from .probabilistic_training import ProbabilisticMotionTrainingIteration, ProbabilisticMotionValidationIteration
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "propagation_fields",
     "temporal_blend_weights",
     "refine_tracking",
+    "RefineTrackingd",
     "GRID_PRESERVING_OPERATIONS",
     "INPUT_FRAME_MODES",
     "INTERPOLATION_KINDS",

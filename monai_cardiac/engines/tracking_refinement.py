@@ -21,18 +21,20 @@ starts the next: the coarse levels move large structures cheaply, the last one w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from monai.config import NdarrayOrTensor
 from monai.losses import LocalNormalizedCrossCorrelationLoss
+from monai.transforms import MapTransform
 from monai.utils import convert_to_tensor
 
 from monai_cardiac.displacement import warp_image
 from monai_cardiac.errors import CineDataError
 
-__all__ = ["SIMILARITIES", "refine_tracking"]
+__all__ = ["SIMILARITIES", "RefineTrackingd", "refine_tracking"]
 
 _SOURCE = "refine_tracking"
 
@@ -141,3 +143,47 @@ def refine_tracking(
         if size != full_size:
             current = _resize_fields(current, full_size)
     return current
+
+
+class RefineTrackingd(MapTransform):
+    """Dictionary transform: refine the tracking fields ``d[ddf_key]`` on the cine ``d[image_key]`` in place.
+
+    For an inference pipeline's post-processing, after the network's fields were turned into tracking fields
+    ``u_{ED->t}`` ``(T, 2, H, W)`` on the network's grid (ED first) and before they go back to the input grid. A
+    slice cine ``(T, H, W)`` is refined as a whole; ``iterations=0`` leaves the entry unchanged.
+
+    Args:
+        ddf_key: key of the tracking fields ``(T, 2, H, W)``, voxels.
+        image_key: key of the preprocessed cine ``(T, H, W)``, ED first, on the same grid.
+        iterations, smoothness, learning_rate, similarity, levels, window: see :func:`refine_tracking`.
+
+    Raises:
+        ValueError: bad options (see :func:`refine_tracking`).
+    """
+
+    def __init__(
+        self,
+        ddf_key: str = "ddf",
+        image_key: str = "image",
+        iterations: int = 0,
+        smoothness: float = 0.1,
+        learning_rate: float = 0.05,
+        similarity: str = "mse",
+        levels: Sequence[int] = (1,),
+        window: int = 9,
+    ) -> None:
+        super().__init__(keys=[ddf_key])
+        if iterations < 0 or similarity not in SIMILARITIES:
+            raise ValueError(f"iterations must be >= 0 and similarity one of {SIMILARITIES}, got {iterations}, "
+                             f"{similarity!r}.")
+        self.ddf_key, self.image_key = ddf_key, image_key
+        self.options = {"iterations": int(iterations), "smoothness": smoothness, "learning_rate": learning_rate,
+                        "similarity": similarity, "levels": tuple(levels), "window": window}
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        if self.options["iterations"] == 0:
+            return d
+        image = convert_to_tensor(d[self.image_key], track_meta=False)
+        d[self.ddf_key] = refine_tracking(image, d[self.ddf_key], reference=0, **self.options)
+        return d

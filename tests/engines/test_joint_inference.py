@@ -13,6 +13,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose
 
 from monai_cardiac.data import read_nifti_cine, read_nifti_ddf
+from monai_cardiac.displacement import warp_image
 from monai_cardiac.engines.joint_inference import (
     InvertToInputGridd,
     JointPredictionSplitd,
@@ -206,8 +207,9 @@ def _checkpoint(path: Path) -> Path:
     return path
 
 
-def _run_bundle(tmp_path: Path, input_path: Path, ckpt: Path) -> tuple[ConfigWorkflow, Path]:
-    out = tmp_path / "out"
+def _run_bundle(tmp_path: Path, input_path: Path, ckpt: Path, out_name: str = "out", **overrides
+                ) -> tuple[ConfigWorkflow, Path]:
+    out = tmp_path / out_name
     workflow = ConfigWorkflow(
         config_file=str(CONFIG),
         meta_file=str(REPO / "bundles" / "joint" / "configs" / "metadata.json"),
@@ -218,6 +220,7 @@ def _run_bundle(tmp_path: Path, input_path: Path, ckpt: Path) -> tuple[ConfigWor
         output_dir=str(out),
         roi_size=ROI,
         width_multiplier=WIDTH,
+        **overrides,
     )
     workflow.initialize()
     assert workflow.check_properties() == []
@@ -295,6 +298,24 @@ def test_bundle_network_is_channels_last_with_the_plain_networks_outputs(tmp_pat
     assert reference["ddf_to_target"].abs().max() > 0.01
     for key in ("ddf_to_target", "seg_logits_target", "seg_logits_sources"):
         assert torch.allclose(ours[key], reference[key], atol=1e-4), key
+
+
+def test_bundle_refinement_option_brings_the_tracked_ed_frame_closer_to_each_frame(tmp_path):
+    cine_path = tmp_path / "cine_4d.nii.gz"
+    _write_cine(cine_path, shape=(32, 32, 1, 5))
+    frames = torch.as_tensor(read_nifti_cine(cine_path).data)[:, 0]  # (T, H, W), slice 0
+    frames = (frames - frames.min()) / (frames.max() - frames.min())
+    ckpt = _checkpoint(tmp_path / "model.pt")
+    errors = {}
+    for name, iterations in (("plain", 0), ("refined", 40)):
+        _, out = _run_bundle(tmp_path, cine_path, ckpt, out_name=name,
+                             refine={"iterations": iterations, "similarity": "mse", "smoothness": 0.1,
+                                     "learning_rate": 0.05, "levels": [1], "window": 9})
+        fields = torch.as_tensor(read_nifti_ddf(out / "cine_4d" / "cine_4d_ddf_ed_to_t.nii.gz",
+                                                read_nifti_cine(cine_path)))[:, 1:, 0]  # (T, 2, H, W), slice 0
+        warped = warp_image(frames[:1].expand(5, -1, -1)[:, None], fields)[:, 0]
+        errors[name] = float(torch.mean((warped - frames) ** 2))
+    assert errors["refined"] < 0.9 * errors["plain"]
 
 
 def test_bundle_bad_input_names_the_file(tmp_path):
