@@ -46,7 +46,7 @@ def _centroid(weights: torch.Tensor) -> tuple[int, int]:
 
 
 def heart_center(
-    img: Any, label: Any = None, label_mask: Any = None, sigma: float = 2.0, top_fraction: float = 0.05
+    img: Any, label: Any = None, label_mask: Any = None, sigma: float = 2.0, top_voxels: int = 500
 ) -> tuple[int, int]:
     """In-plane voxel centre ``(h, w)`` of the heart in a cine, one centre for all frames and all slices.
 
@@ -54,7 +54,9 @@ def heart_center(
       ``label_mask`` is None; unlabelled frames hold 0 anyway) and over all slices.
     - Without labels, or with an empty foreground: the heart is what moves. The temporal standard deviation of
       each voxel (averaged over the slices of a stack) is smoothed with a Gaussian of ``sigma`` voxels, and the
-      centroid of its top ``top_fraction`` of voxels, weighted by the smoothed deviation, is returned.
+      centroid of its ``top_voxels`` highest voxels, weighted by the smoothed deviation, is returned. A fixed
+      number of voxels, not a share of the image, so that a wider field of view (more chest, or zero padding
+      around the same heart) does not pull the centre away from the heart.
     - When that map is flat as well (a static image, or a single frame: its maximum is below 1e-4 of the
       intensity range), the image centre ``(H // 2, W // 2)``.
 
@@ -63,7 +65,7 @@ def heart_center(
         label: label sequence of the same shape, or None.
         label_mask: ``(T,)`` bool, True on labelled frames, or None.
         sigma: Gaussian smoothing of the deviation map, voxels.
-        top_fraction: fraction of the deviation map's voxels in the centroid, in (0, 1].
+        top_voxels: number of the deviation map's highest voxels in the centroid (all when the slice has fewer).
 
     Returns:
         ``(h, w)`` voxel indices, rounded to the nearest voxel.
@@ -71,8 +73,8 @@ def heart_center(
     Raises:
         CineDataError: the cine or labels are not shaped as above, or the mask does not match the frames.
     """
-    if not 0 < top_fraction <= 1:
-        raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}.")
+    if top_voxels < 1:
+        raise ValueError(f"top_voxels must be positive, got {top_voxels}.")
     _check_cine(img, source_name(img))
     shape = tuple(img.shape)
     if label is not None:
@@ -91,7 +93,8 @@ def heart_center(
     intensity_range = float(frames.max() - frames.min())
     if intensity_range == 0 or float(smoothed.max()) <= _FLAT_TOLERANCE * intensity_range:
         return shape[-2] // 2, shape[-1] // 2
-    threshold = torch.quantile(smoothed.flatten(), 1.0 - top_fraction)
+    flat = smoothed.flatten()
+    threshold = torch.topk(flat, min(int(top_voxels), flat.numel())).values[-1]
     return _centroid(torch.where(smoothed >= threshold, smoothed, torch.zeros_like(smoothed)))
 
 
@@ -107,14 +110,14 @@ class CropAroundHeart(InvertibleTransform):
 
     Args:
         roi_size: in-plane output size ``(H_out, W_out)`` (an int for both), voxels.
-        sigma, top_fraction: passed to :func:`heart_center` when no labels are given.
+        sigma, top_voxels: passed to :func:`heart_center` when no labels are given.
     """
 
-    def __init__(self, roi_size: Sequence[int] | int, sigma: float = 2.0, top_fraction: float = 0.05) -> None:
+    def __init__(self, roi_size: Sequence[int] | int, sigma: float = 2.0, top_voxels: int = 500) -> None:
         self.roi_size = tuple(int(r) for r in ensure_tuple_rep(roi_size, 2))
         if min(self.roi_size) < 1:
             raise ValueError(f"roi_size must be positive, got {roi_size}.")
-        self.sigma, self.top_fraction = sigma, top_fraction
+        self.sigma, self.top_voxels = sigma, top_voxels
         self.cropper = Crop()
         self.padder = Pad(mode="constant")
 
@@ -139,7 +142,7 @@ class CropAroundHeart(InvertibleTransform):
         _check_cine(img_t, source_name(img))
         in_plane = tuple(img_t.shape[-2:])
         if center is None:
-            center = heart_center(img_t, label, label_mask, self.sigma, self.top_fraction)
+            center = heart_center(img_t, label, label_mask, self.sigma, self.top_voxels)
         center = tuple(int(c) for c in center)
         if len(center) != 2 or not all(0 <= c < n for c, n in zip(center, in_plane)):
             raise ValueError(f"center {center} is not an in-plane voxel of an image of size {in_plane}.")
@@ -179,7 +182,7 @@ class CropAroundHeartd(MapTransform, InvertibleTransform):
         keys: keys of the cines and label sequences to crop.
         roi_size: in-plane output size, voxels.
         image_key, label_key, label_mask_key: keys used to find the centre (``label_key`` None: the image only).
-        sigma, top_fraction: see :func:`heart_center`.
+        sigma, top_voxels: see :func:`heart_center`.
         allow_missing_keys: don't raise for missing ``keys``.
 
     Raises:
@@ -194,11 +197,11 @@ class CropAroundHeartd(MapTransform, InvertibleTransform):
         label_key: str | None = "label",
         label_mask_key: str = "label_mask",
         sigma: float = 2.0,
-        top_fraction: float = 0.05,
+        top_voxels: int = 500,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.cropper = CropAroundHeart(roi_size, sigma, top_fraction)
+        self.cropper = CropAroundHeart(roi_size, sigma, top_voxels)
         self.image_key, self.label_key, self.label_mask_key = image_key, label_key, label_mask_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -210,7 +213,7 @@ class CropAroundHeartd(MapTransform, InvertibleTransform):
             None if self.label_key is None else d.get(self.label_key),
             None if self.label_key is None else d.get(self.label_mask_key),
             self.cropper.sigma,
-            self.cropper.top_fraction,
+            self.cropper.top_voxels,
         )
         for key in self.key_iterator(d):
             d[key] = self.cropper(d[key], center=center)

@@ -67,6 +67,20 @@ def test_heart_center_fallback_on_moving_disc_and_static_image():
     assert heart_center(cine[:1]) == (H // 2, W // 2)
 
 
+def test_heart_center_does_not_move_when_the_field_of_view_is_padded():
+    gen = torch.Generator().manual_seed(2)
+    frames = [torch.rand(H, W, generator=gen) * 0.05 + 2.0 * _disc((20, 30), 6 + 3 * math.sin(math.pi * t / T)).float()
+              for t in range(T)]
+    frames = [f + 0.3 * _disc((40, 10), 3).float() * (t % 2) for t, f in enumerate(frames)]  # a small flicker
+    cine = torch.stack(frames)
+    center = heart_center(cine)
+    assert abs(center[0] - 20) <= 1 and abs(center[1] - 30) <= 1
+    padded = torch.nn.functional.pad(cine, (50, 70, 40, 60))  # (W left, W right, H top, H bottom)
+    assert heart_center(padded) == (center[0] + 40, center[1] + 50)
+    with pytest.raises(ValueError, match="top_voxels"):
+        heart_center(cine, top_voxels=0)
+
+
 def test_heart_center_bad_input():
     with pytest.raises(CineDataError, match="expected a cine"):
         heart_center(torch.zeros(H, W))
