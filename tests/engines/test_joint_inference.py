@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from monai_cardiac.engines.joint_inference import (
     split_joint_prediction,
     write_joint_outputs,
 )
-from monai_cardiac.errors import CineDataError
+from monai_cardiac.errors import DEBUG_VARIABLE, CineDataError
 from monai_cardiac.networks import JointMotionSegNet
 from monai_cardiac.transforms import CropAroundHeartd, ReorderFromEDd, ResampleInPlane
 
@@ -328,3 +331,24 @@ def test_bundle_bad_input_names_the_file(tmp_path):
         causes.append(error)
         error = error.__cause__
     assert any(isinstance(e, CineDataError) and "flat.nii.gz" in str(e) and "4D" in str(e) for e in causes)
+
+
+def test_command_line_reports_bad_input_in_one_line(tmp_path):
+    """The documented inference command on a 3D file: one line naming the file, exit 1, no traceback, no output."""
+    flat = tmp_path / "flat.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 3), np.float32), np.eye(4)), str(flat))
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIG), "--meta_file",
+            str(REPO / "bundles" / "joint" / "configs" / "metadata.json"), "--input", str(flat),
+            "--ckpt_path", str(_checkpoint(tmp_path / "model.pt")), "--output_dir", str(out),
+            "--width_multiplier", str(WIDTH), "--roi_size", json.dumps(ROI)]
+    env = {k: v for k, v in os.environ.items() if k != DEBUG_VARIABLE}
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines[-2].startswith("error: ") and "flat.nii.gz" in lines[-2] and "4D" in lines[-2]
+    assert DEBUG_VARIABLE in lines[-1] and "Traceback" not in done.stderr
+    assert not out.exists() or not any(out.rglob("*.nii.gz"))
+    debug = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300,
+                           env={**env, DEBUG_VARIABLE: "1"})
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "flat.nii.gz" in debug.stderr

@@ -1,0 +1,30 @@
+"""brief_error_message: the input error is found behind the wrappers MONAI's config parser adds."""
+
+from __future__ import annotations
+
+from monai_cardiac.errors import CineDataError, brief_error_message
+
+
+def _wrapped(error: BaseException) -> RuntimeError:
+    try:
+        try:
+            raise error
+        except Exception as inner:
+            raise RuntimeError("Failed to evaluate ConfigExpression: ...") from inner
+    except RuntimeError as outer:
+        return outer
+
+
+def test_the_cine_error_behind_monais_wrapper_is_reported():
+    message = brief_error_message(_wrapped(CineDataError("expected a 4D cine, got 3D", "/data/flat.nii.gz")))
+    assert message == "error: /data/flat.nii.gz: expected a 4D cine, got 3D"
+
+
+def test_a_missing_file_is_reported_with_its_name():
+    error = FileNotFoundError(2, "No such file or directory", "/models/model.pt")
+    assert brief_error_message(_wrapped(error)) == "error: /models/model.pt: No such file or directory"
+
+
+def test_programming_errors_keep_their_traceback():
+    assert brief_error_message(_wrapped(KeyError("x"))) is None
+    assert brief_error_message(TypeError("bad")) is None
