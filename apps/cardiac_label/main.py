@@ -8,7 +8,8 @@ Start (from the repository root, in the app's environment, see README.md)::
 ``--conf`` options:
 
 - ``bundles``: folder holding ``joint/`` and ``probabilistic_motion/`` bundles (default: the repository's
-  ``bundles/``). Each is served from its own ``configs/inference.json`` and ``models/model.pt``; a bundle without
+  ``bundles/``). Each is served from its own ``configs/inference.json`` and ``models/model.pt`` (or, where the bundle has
+  none, the weights it ships: ``models/acdc/model.pt``); a bundle without
   weights is left out of ``/info`` until it has some.
 - ``preload``: ``true`` to load the networks at start.
 - ``zoo_source``, ``sam2``: accepted for the usual MONAI Label command line; the app never downloads a bundle
@@ -81,7 +82,7 @@ class CardiacLabelApp(MONAILabelApp):
         task = self._infers.get(model)
         if task is None or not task.is_valid():
             available = sorted(k for k, v in self._infers.items() if v.is_valid())
-            reason = "is not served" if task is None else "has no weights (models/model.pt)"
+            reason = "is not served" if task is None else "has no weights (models/model.pt or models/acdc/model.pt)"
             raise HTTPException(status_code=404, detail=f"model {model!r} {reason}; available: {available}")
         try:
             return super().infer(request, datastore)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import tempfile
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from monai.utils import convert_to_numpy
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
-from monailabel.tasks.infer.bundle import BundleInferTask
+from monailabel.tasks.infer.bundle import BundleConstants, BundleInferTask
 from monailabel.utils.others.generic import name_to_device
 
 from monai_cardiac.data.nifti import STRUCTURES, Cine, read_nifti_dense_labels, read_nifti_labels
@@ -47,6 +48,8 @@ __all__ = [
     "CineBundleInferTask",
     "PropagationTask",
     "RequestError",
+    "SHIPPED_WEIGHTS",
+    "ServedWeights",
     "bundle_infers",
     "cine_entries",
 ]
@@ -108,12 +111,37 @@ def cine_entries(image: str, ed: Any = 0) -> List[Dict[str, Any]]:
     return [{**e, "ed": ed} for e in entries]
 
 
+SHIPPED_WEIGHTS = os.path.join("acdc", "model.pt")
+"""The weights a bundle ships, trained on ACDC, relative to its ``models/``."""
+
+
+class ServedWeights(BundleConstants):
+    """MONAI Label's bundle constants, with the checkpoint the app serves for a bundle folder.
+
+    ``models/model.pt`` when it exists (weights trained here, e.g. by ``/train/joint`` or the bundle's own training
+    command), otherwise the weights the bundle ships, ``models/acdc/model.pt``; a fresh checkout so serves the shipped
+    weights. Delete (or move) ``models/model.pt`` to go back to the shipped ones.
+
+    Args:
+        path: the bundle folder.
+    """
+
+    def __init__(self, path: str) -> None:
+        models = os.path.join(path, "models")
+        trained = os.path.isfile(os.path.join(models, "model.pt"))
+        shipped = os.path.isfile(os.path.join(models, SHIPPED_WEIGHTS))
+        self.checkpoint = SHIPPED_WEIGHTS if shipped and not trained else "model.pt"
+
+    def model_pytorch(self) -> str:
+        return self.checkpoint
+
+
 class CineBundleInferTask(BundleInferTask):
     """A bundle's inference run slice by slice on a cine, written as one 4D (or 5D) NIfTI file.
 
     The bundle's ``preprocessing``, ``inferer`` and ``postprocessing`` come from its ``configs/inference.json``
     through :class:`BundleInferTask` (no copy of the configuration here); the weights from its
-    ``models/model.pt``. The postprocessing must leave, per slice, ``seg`` (labels ``(T, H, W)``) for ``segment``
+    ``models/model.pt``, or the shipped ``models/acdc/model.pt`` where there is none (:class:`ServedWeights`). The postprocessing must leave, per slice, ``seg`` (labels ``(T, H, W)``) for ``segment``
     or ``ddf`` (``u_{ED->t}`` ``(T, 2, H, W)``) for ``track``, on the input slice's grid in the file's frame
     order: both bundles' ``InvertToInputGridd`` do.
 
@@ -135,6 +163,7 @@ class CineBundleInferTask(BundleInferTask):
         super().__init__(
             path,
             conf,
+            const=ServedWeights(path),
             type=InferType.SEGMENTATION if output == "segment" else InferType.OTHERS,
             add_post_restore=False,
             **kwargs,
