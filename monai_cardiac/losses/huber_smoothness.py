@@ -5,6 +5,7 @@ evaluated per pixel, then averaged, with ``eps = 0.01``. Derivatives are forward
 neighbouring voxels (or consecutive frames), in the units of the field that is passed in: a field in voxels
 gives voxels per voxel, a field in normalised [-1, 1] coordinates (the paper's) gives normalised units per
 voxel. Convert with ``monai_cardiac.networks.blocks.voxel_to_normalized_ddf`` to use the paper's weights.
+Both are computed in float32 under any autocast (:func:`~monai_cardiac.losses._precision.float32_loss`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
 from monai_cardiac.errors import CineDataError
+from monai_cardiac.losses._precision import float32_loss
 
 __all__ = ["HuberFlowSmoothnessLoss", "TemporalHuberFlowSmoothnessLoss"]
 
@@ -52,6 +54,7 @@ class HuberFlowSmoothnessLoss(_CharbonnierPenalty):
         ValueError: if ``eps <= 0`` or ``reduction`` is unknown.
     """
 
+    @float32_loss
     def forward(self, ddf: torch.Tensor) -> torch.Tensor:
         """Penalise spatial variation of ``ddf``.
 
@@ -101,6 +104,7 @@ class TemporalHuberFlowSmoothnessLoss(_CharbonnierPenalty):
         ValueError: if ``eps <= 0`` or ``reduction`` is unknown.
     """
 
+    @float32_loss
     def forward(self, ddf: torch.Tensor) -> torch.Tensor:
         """Penalise change of the displacement between consecutive frames.
 

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn.modules.loss import _Loss
 
 from monai_cardiac.errors import CineDataError
+from monai_cardiac.losses._precision import float32_loss
 from monai_cardiac.losses.huber_smoothness import HuberFlowSmoothnessLoss, TemporalHuberFlowSmoothnessLoss
 from monai_cardiac.losses.masked_cross_entropy import MaskedCrossEntropyLoss, WarpedCrossEntropyLoss
 from monai_cardiac.networks.blocks.flow_units import voxel_to_normalized_ddf
@@ -38,6 +39,8 @@ class JointMotionSegmentationLoss(_Loss):
     Terms of branches that are absent from ``outputs`` are 0, and so are ``L_s`` / ``L_w`` when no labels
     are given (unsupervised motion training). ``forward`` returns the total; the detached terms of the last
     call are kept in :attr:`last_components` for logging, and :meth:`components` returns them attached.
+    All are computed in float32 under any autocast (:meth:`components` is wrapped by
+    :func:`~monai_cardiac.losses._precision.float32_loss`).
 
     Args:
         alpha: weight of the spatial smoothness (1e-3 in the paper).
@@ -72,6 +75,7 @@ class JointMotionSegmentationLoss(_Loss):
         self.warped_segmentation_loss = WarpedCrossEntropyLoss()
         self.last_components: dict[str, torch.Tensor] = {}
 
+    @float32_loss
     def components(
         self,
         outputs: Mapping[str, torch.Tensor],

@@ -7,6 +7,7 @@ from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
 from monai_cardiac.errors import CineDataError
+from monai_cardiac.losses._precision import float32_loss
 
 __all__ = ["KLDivergenceLoss"]
 
@@ -21,6 +22,7 @@ class KLDivergenceLoss(_Loss):
     The last axis of the inputs is the latent axis; every leading axis (batch, time steps, ...) indexes one
     code. ``reduction="mean"`` averages the per-code KL over all codes (for ``(B, T, d)`` inputs: over batch
     and time steps, i.e. the KL per time step of the sum in Krebs et al.'s Eq. 1 divided by ``T``).
+    Computed in float32 under any autocast (:func:`~monai_cardiac.losses._precision.float32_loss`).
 
     Args:
         reduction: ``"mean"`` (over codes), ``"sum"`` (over codes) or ``"none"`` (one value per code, the
@@ -30,6 +32,7 @@ class KLDivergenceLoss(_Loss):
     def __init__(self, reduction: LossReduction | str = LossReduction.MEAN) -> None:
         super().__init__(reduction=LossReduction(reduction).value)
 
+    @float32_loss
     def forward(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """
         Args:

@@ -4,6 +4,7 @@ through the motion field (warped cross-entropy).
 Label sequences follow ``docs/conventions.md``: one label map per frame, frames without an expert label hold
 0 and are marked ``False`` in ``label_mask``. Only the frames the masks select contribute; when a batch has
 none, the loss is 0 (still attached to the graph), so unlabelled batches add no supervision instead of NaN.
+All three are computed in float32 under any autocast (:func:`~monai_cardiac.losses._precision.float32_loss`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
 from monai_cardiac.errors import CineDataError
+from monai_cardiac.losses._precision import float32_loss
 from monai_cardiac.networks.blocks.sequence_warp import SequenceWarp, warp_probabilities
 
 __all__ = ["MaskedCrossEntropyLoss", "MaskedDiceCELoss", "WarpedCrossEntropyLoss"]
@@ -87,6 +89,7 @@ class MaskedCrossEntropyLoss(_Loss):
     def __init__(self, reduction: LossReduction | str = LossReduction.MEAN) -> None:
         super().__init__(reduction=LossReduction(reduction).value)
 
+    @float32_loss
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, label_mask: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the soft-max of ``logits`` against ``labels`` on frames where ``label_mask`` is set.
 
@@ -135,6 +138,7 @@ class MaskedDiceCELoss(_Loss):
         self.cross_entropy = MaskedCrossEntropyLoss()
         self.dice = DiceLoss(include_background=False, to_onehot_y=True, softmax=True, batch=True)
 
+    @float32_loss
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, label_mask: torch.Tensor) -> torch.Tensor:
         """The weighted sum on frames where ``label_mask`` is set (arguments as :class:`MaskedCrossEntropyLoss`).
 
@@ -176,6 +180,7 @@ class WarpedCrossEntropyLoss(_Loss):
         super().__init__(reduction=LossReduction(reduction).value)
         self.warp = SequenceWarp(mode="bilinear", padding_mode=padding_mode)
 
+    @float32_loss
     def forward(
         self,
         source_logits: torch.Tensor,

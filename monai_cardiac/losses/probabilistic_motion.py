@@ -6,6 +6,7 @@ import torch
 from torch.nn.modules.loss import _Loss
 
 from monai_cardiac.errors import CineDataError
+from monai_cardiac.losses._precision import float32_loss
 from monai_cardiac.losses.kl import KLDivergenceLoss
 from monai_cardiac.losses.similarity import SymmetricLocalNormalizedCrossCorrelationLoss
 
@@ -21,19 +22,26 @@ class ProbabilisticMotionLoss(_Loss):
         kl         = mean over b, t of KL[q(z~_t | I_0, I_t) || N(0, I)]            summed over the d dims
         loss       = lambda_ * similarity + kl
 
-    ``SymLNCC`` is :class:`SymmetricLocalNormalizedCrossCorrelationLoss` (itself a mean over voxels) and
-    the KL is :class:`KLDivergenceLoss`. The likelihood ``p(I_t | z_t, I_0)`` is a Boltzmann distribution
+    ``SymLNCC`` is :class:`SymmetricLocalNormalizedCrossCorrelationLoss` with ``reduction="mean"``: MONAI's
+    per-voxel ``-NCC**2`` averaged over the voxels (and over the ``B * T`` image pairs), so in ``[-1, 0]``
+    whatever the image size. The KL is :class:`KLDivergenceLoss`, summed over the latent dimensions and
+    averaged over the ``B * T`` codes. The likelihood ``p(I_t | z_t, I_0)`` is a Boltzmann distribution
     ``exp(-lambda * D)`` of the symmetric LNCC dissimilarity ``D``, so ``-log p = lambda * D`` up to a
     constant; adding the KL and summing over time steps gives Eq. 1's negative, and dividing that sum by
-    ``B * T`` gives this loss. The ratio of the two terms is therefore the paper's at every time step:
-    voxel-mean correlation times ``lambda`` against the KL summed over the latent dimensions, which is the
-    usual Keras normalisation and the one ``lambda = 6e4`` was chosen for. (MONAI's LNCC is ``-NCC**2``
-    rather than ``1 - NCC``-style forms; a constant offset does not change the gradients, and the squared
-    correlation keeps the same optimum.) All time steps count, including those that took a prior sample
-    under temporal dropout.
+    ``B * T`` gives this loss. (Forms such as ``1 - NCC**2`` differ from ``-NCC**2`` by a constant, which
+    changes neither the gradients nor the effect of ``lambda``.) All time steps count, including those that
+    took a prior sample under temporal dropout.
+
+    On ``lambda``: Krebs et al. (STACOM 2019) give ``lambda = 6e4`` as the weight of the LNCC likelihood
+    against the KL term, without saying how their LNCC is reduced over the voxels. This code reduces it by
+    the voxel mean described above; that ``6e4`` has the intended scale relative to this voxel-mean
+    reduction is this project's assumption, not a statement of the paper. (Had the paper summed over the
+    voxels, the weight equivalent to its ``6e4`` here would be ``6e4 * H * W``.)
+
+    The loss is computed in float32 under any autocast (see :func:`~monai_cardiac.losses._precision.float32_loss`).
 
     Args:
-        lambda_: weight of the similarity term (``6e4`` in the paper).
+        lambda_: weight of the similarity term (``6e4``, the paper's value; see above for its scale).
         kernel_size: LNCC window size (odd).
         kernel_type: LNCC window, ``"rectangular"``, ``"triangular"`` or ``"gaussian"``.
 
@@ -51,6 +59,7 @@ class ProbabilisticMotionLoss(_Loss):
         )
         self.kl = KLDivergenceLoss()
 
+    @float32_loss
     def forward(
         self,
         moving: torch.Tensor,

@@ -9,6 +9,7 @@ from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
 from monai_cardiac.errors import CineDataError
+from monai_cardiac.losses._precision import float32_loss
 
 __all__ = ["SymmetricLocalNormalizedCrossCorrelationLoss"]
 
@@ -28,6 +29,11 @@ class SymmetricLocalNormalizedCrossCorrelationLoss(_Loss):
     image with an unresampled one on its own grid, and it needs no extra exponentiation beyond the two
     fields a diffeomorphic model already returns. Swapping ``(M, F)`` together with ``(u, u^-1)`` leaves it
     unchanged. Warping is bilinear with border padding (:class:`~monai.networks.blocks.Warp`).
+
+    It is computed in float32 under any autocast (:func:`~monai_cardiac.losses._precision.float32_loss`): in
+    float16 the product of two small local variances underflows to 0 (that of two floored ones,
+    ``smooth_dr**2 = 1e-10``, is below the smallest float16, about ``6e-8``), which makes the loss NaN or
+    infinite in flat windows (uniform regions, zero padding).
 
     Args:
         spatial_dims: number of spatial axes, 2 or 3.
@@ -70,6 +76,7 @@ class SymmetricLocalNormalizedCrossCorrelationLoss(_Loss):
         )
         self.warp = Warp(mode="bilinear", padding_mode="border")
 
+    @float32_loss
     def forward(
         self, moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor, inverse_ddf: torch.Tensor
     ) -> torch.Tensor:
