@@ -13,6 +13,7 @@ import torch
 from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
 
 from monai_cardiac.data import write_phantom_dataset
+from monai_cardiac.handlers import ResumableTrainingState
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundles" / "probabilistic_motion"
@@ -153,3 +154,21 @@ def test_evaluate_reconstruction_and_transport_entry_points(tiny_phantom, tmp_pa
     study = (out / "reconstruction" / "reconstruction_study.md").read_text()
     assert "every 2nd" in study and "linear" in study and "cubic" in study
     assert (out / "transport.png").is_file()
+
+
+def test_resume_continues_with_the_weight_average_and_scheduler(tiny_phantom, tmp_path):
+    """Two epochs, then `--resume true` with three: one more epoch, the weight average's count carried on."""
+    first = _workflow("train.json", "train", **_overrides(tmp_path, tiny_phantom, report=None, epochs=2))
+    first.initialize()
+    first.run()
+    state_file = tmp_path / "bundle" / "models" / "resume.pt"
+    saved = ResumableTrainingState.read(state_file)
+    assert (saved["epoch"], saved["iteration"]) == (2, 12)  # 6 training subjects, batch size 1
+    resumed = _workflow("train.json", "train", **_overrides(tmp_path, tiny_phantom, report=None, epochs=3,
+                                                            resume=True))
+    resumed.initialize()
+    averaging = resumed.parser.get_parsed_content("weight_averaging")
+    resumed.run()
+    assert resumed.parser.get_parsed_content("train#trainer").state.iteration == 18
+    assert averaging.num_updates == 18  # 12 restored + 6 in the resumed epoch, not a fresh average of 6
+    assert ResumableTrainingState.read(state_file)["epoch"] == 3
