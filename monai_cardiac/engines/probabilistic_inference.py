@@ -8,7 +8,8 @@ The bundle ``bundles/probabilistic_motion`` runs, for each short-axis slice of e
     -> SubjectSaver + ProbabilisticResultWriter (one subject written once all its slices are done)
 
 The mode (:data:`MODES`) picks the model's method: ``track`` (``u_{ED->t}`` of every frame, the motion matrix
-``z`` and, where the input has ED labels, those labels propagated to every frame with the volume table),
+``z`` and, where the input has ED labels, those labels propagated to every frame with the volume table; with
+``num_samples`` > 1 also the spread of ``u_{ED->t}`` and of the volume curves over draws from the posterior),
 ``compensate`` (every frame warped back onto ED), ``simulate`` (motion sampled from the prior, given only the ED
 frame), ``reconstruct`` (the whole motion from a subset of frames) and ``transport`` (another cine's motion, or a
 saved motion matrix, applied to the input's ED frame). The pieces reuse the joint bundle's
@@ -21,6 +22,7 @@ preprocessing never resamples) and zero outside the window.
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
@@ -33,8 +35,11 @@ from monai.inferers import Inferer
 from monai.transforms import MapTransform
 from monai.utils import TraceKeys, convert_to_numpy, convert_to_tensor
 
+from monai_cardiac.data.nifti import spacing_of
 from monai_cardiac.displacement import warp_labels
 from monai_cardiac.engines.joint_inference import (
+    _VOLUME_LABELS,
+    _volume_summary,
     joint_inference_datalist,
     write_ddf_nifti,
     write_joint_outputs,
@@ -67,6 +72,8 @@ _OUTPUT_KEYS = {
     "reconstruct": ("cine", "ddf"),
     "transport": ("cine", "ddf"),
 }
+_UNCERTAINTY_KEYS = ("ddf_std", "seg_samples")
+"""Keys :class:`ProbabilisticPredictionSplitd` adds in ``track`` mode when the inferer drew posterior samples."""
 _MOTION_SLICES = ("index", "middle")
 
 
@@ -76,12 +83,16 @@ def _check_mode(mode: str) -> str:
     return mode
 
 
-def saver_keys(mode: str, ed_key: str = "input_ed", spacing_known_key: str = "spacing_known") -> list[str]:
+def saver_keys(
+    mode: str, ed_key: str = "input_ed", spacing_known_key: str = "spacing_known", num_samples: int = 1
+) -> list[str]:
     """Keys of the per-slice records :class:`monai_cardiac.handlers.SubjectSaver` keeps for ``mode``.
 
     Args:
         mode: one of :data:`MODES`.
         ed_key, spacing_known_key: keys of the file's ED frame and of the spacing flag.
+        num_samples: the inferer's ``num_samples``; above 1 in ``track`` mode the records also keep the
+            posterior spread (``"ddf_std"``, ``"seg_samples"``).
 
     Returns:
         the keys :class:`ProbabilisticPredictionSplitd` writes for ``mode`` plus ``ed_key`` and
@@ -90,7 +101,8 @@ def saver_keys(mode: str, ed_key: str = "input_ed", spacing_known_key: str = "sp
     Raises:
         ValueError: an unknown mode.
     """
-    return [*_OUTPUT_KEYS[_check_mode(mode)], ed_key, spacing_known_key]
+    extra = _UNCERTAINTY_KEYS if mode == "track" and int(num_samples) > 1 else ()
+    return [*_OUTPUT_KEYS[_check_mode(mode)], *extra, ed_key, spacing_known_key]
 
 
 # ---------------------------------------------------------------------------------------------- batch meta
@@ -133,7 +145,11 @@ class ProbabilisticMotionInferer(Inferer):
     (frame 0), with ``T = N - 1`` frames after ED and ``d`` the model's ``latent_dim``:
 
     - ``track``: ``"ddf"`` ``u_{ED->t}`` ``(B, N, 2, H, W)`` in voxels (frame 0 exactly zero) and ``"z"`` the
-      motion matrix ``(B, d, T)`` (posterior means, deterministic);
+      motion matrix ``(B, d, T)`` (posterior means, deterministic). With ``num_samples`` = ``K`` > 1 also
+      ``"ddf_samples"`` ``(B, N, K, 2, H, W)``: ``u_{ED->t}`` of ``K`` draws from the posterior (frame 0 zero),
+      each ``z~_t = mu_t + exp(logvar_t / 2) eps_t`` with ``eps ~ N(0, I)`` for every step, passed through the
+      TCN and decoded on the ED frame, as in training without temporal dropout (which would draw from the
+      prior). ``"ddf"`` and ``"z"`` stay the posterior means;
     - ``compensate``: ``"cine"`` ``(B, N, H, W)``, frame ``t`` warped onto ED with ``u_{t->ED}`` (frame 0 the ED
       frame itself), and ``"inverse_ddf"`` ``u_{t->ED}`` ``(B, N, 2, H, W)`` on the ED grid (frame 0 zero);
     - ``simulate``: ``num_samples`` = ``K`` motions drawn from the prior given only the ED frame, each of
@@ -147,7 +163,10 @@ class ProbabilisticMotionInferer(Inferer):
 
     Prior draws (``simulate``, and the frames not given in ``reconstruct``) come from a generator re-seeded with
     ``seed`` for every slice, so all slices of a volume (and every run) share the same prior codes, as Krebs et
-    al. do; ``seed=None`` draws from torch's global generator instead.
+    al. do; ``seed=None`` draws from torch's global generator instead. Posterior draws (``track``) come from a
+    generator seeded with ``(seed, slice index)`` (``inputs.meta["slice"]``, else the batch index): reproducible,
+    but independent between the slices of a volume, as the model encodes every slice on its own (its posterior
+    factorises over slices), so the spread of a volume summed over slices is not that of fully correlated draws.
 
     ``given`` holds 1-based frame numbers of the input file, as in ACDC's ``patientXXX_frameNN`` names, so they
     name the same frames whatever the file's ED frame is; ED (``Info.cfg``'s ``ED``) is always observed, and
@@ -167,7 +186,8 @@ class ProbabilisticMotionInferer(Inferer):
     Args:
         mode: one of :data:`MODES`.
         given: ``reconstruct`` only: 1-based frame numbers of the input file that are observed.
-        num_samples: ``simulate`` only: motions sampled per slice.
+        num_samples: ``simulate``: motions sampled from the prior per slice; ``track``: draws from the posterior
+            per slice for the spread of the motion (1: none, the posterior mean only); other modes: unused.
         num_frames: ``simulate`` only: frames per sampled sequence, ED included (at least 2); None for the
             input's ``N``.
         seed: seed of the prior draws, or None.
@@ -260,7 +280,11 @@ class ProbabilisticMotionInferer(Inferer):
         moving, fixed = cine[:, :1], cine[:, 1:]
         if self.mode == "track":
             z = model.encode(moving, fixed)
-            return {"ddf": _with_ed(model.decode(z, moving)["ddf"]), "z": z}
+            out = {"ddf": _with_ed(model.decode(z, moving)["ddf"]), "z": z}
+            if self.num_samples > 1:
+                out["ddf_samples"] = torch.cat([self._posterior_samples(model, inputs, cine, b)
+                                                for b in range(cine.shape[0])])
+            return out
         if self.mode == "compensate":
             out = model.compensate(moving, fixed)
             return {"cine": _with_ed(out["compensated"], moving), "inverse_ddf": _with_ed(out["inverse_ddf"])}
@@ -282,6 +306,21 @@ class ProbabilisticMotionInferer(Inferer):
         else:
             out = model.transport(self._source_code(model, inputs, b, cine.device), moving)
         return {"cine": _with_ed(out["warped"], moving), "ddf": _with_ed(out["ddf"])}
+
+    def _posterior_samples(self, model: Any, inputs: Any, cine: torch.Tensor, b: int) -> torch.Tensor:
+        """``u_{ED->t}`` of ``num_samples`` posterior draws for batch item ``b``: ``(1, N, K, 2, H, W)``, ED zero."""
+        moving, fixed = cine[b : b + 1, :1], cine[b : b + 1, 1:]
+        mu, logvar = model.posterior(moving, fixed)  # (1, T, d): the encoder's N(mu, sigma) of every step
+        generator = None
+        if self.seed is not None:
+            index = _item_meta(inputs, b, "slice")
+            index = b if index is None or int(index) < 0 else int(index)
+            state = np.random.SeedSequence([self.seed % 2**64, index]).generate_state(1, np.uint64)[0]
+            generator = torch.Generator(device=cine.device).manual_seed(int(state) >> 1)
+        eps = torch.randn((self.num_samples, *mu.shape[1:]), generator=generator, device=mu.device, dtype=mu.dtype)
+        codes = model.tcn((mu + torch.exp(0.5 * logvar) * eps).transpose(1, 2))  # (K, d, T)
+        ddfs = [model.decode(codes[k : k + 1], moving)["ddf"] for k in range(self.num_samples)]  # K x (1, T, 2, H, W)
+        return _with_ed(torch.stack(ddfs, dim=2))
 
     def _given_steps(self, inputs: Any, b: int, num_frames: int) -> list[int]:
         """``given`` (1-based file frames) as 0-based steps after ED of the ED-first sequence of item ``b``."""
@@ -351,11 +390,19 @@ class ProbabilisticPredictionSplitd(MapTransform):
     ``(N, H, W)``, and ``d[labelled_key]`` tells whether the ED frame was labelled (``d[label_mask_key][0]``);
     without ED labels ``d[seg_key]`` is all background and ``d[labelled_key]`` False.
 
+    When the inferer drew ``K`` > 1 posterior samples (``"ddf_samples"`` ``(N, K, 2, H, W)``, ``track`` only),
+    they are replaced by ``d[std_key]`` ``(N, H, W)``, the spread of ``u_{ED->t}`` per voxel and frame in voxels:
+    ``sqrt(var_H + var_W)``, the per-component sample variances over the ``K`` draws (``K - 1`` in the
+    denominator) summed, i.e. the root mean square distance of the draws from their mean (zero at ED), and by
+    ``d[samples_seg_key]`` ``(N, K, H, W)``: the ED labels propagated with each draw, as ``d[seg_key]`` is with
+    the posterior mean (all background without ED labels).
+
     Args:
         pred_key: key of the inferer's dict.
         mode: the inferer's mode.
         label_key, label_mask_key: keys of the ED-first label sequence and its ``(N,)`` mask.
         seg_key, labelled_key: keys of the propagated labels and of the flag.
+        std_key, samples_seg_key: keys of the displacement spread and of the labels propagated per draw.
 
     Raises:
         ValueError: an unknown mode.
@@ -370,11 +417,14 @@ class ProbabilisticPredictionSplitd(MapTransform):
         label_mask_key: str = "ed_label_mask",
         seg_key: str = "seg",
         labelled_key: str = "ed_labelled",
+        std_key: str = _UNCERTAINTY_KEYS[0],
+        samples_seg_key: str = _UNCERTAINTY_KEYS[1],
     ) -> None:
         super().__init__(keys=[pred_key])
         self.pred_key, self.mode = pred_key, _check_mode(mode)
         self.label_key, self.label_mask_key = label_key, label_mask_key
         self.seg_key, self.labelled_key = seg_key, labelled_key
+        self.std_key, self.samples_seg_key = std_key, samples_seg_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -385,17 +435,26 @@ class ProbabilisticPredictionSplitd(MapTransform):
         for name, value in pred.items():
             d[name] = convert_to_tensor(value, track_meta=False).detach().float()
         if self.mode == "track":
-            ddf = d["ddf"]
             mask = d.get(self.label_mask_key)
             labelled = self.label_key in d and mask is not None and bool(mask[0])
-            if labelled:
-                ed_labels = convert_to_tensor(d[self.label_key], track_meta=False)[0].to(ddf.device)
-                moving = ed_labels[None, None].expand(ddf.shape[0], 1, *ed_labels.shape)
-                d[self.seg_key] = warp_labels(moving, ddf)[:, 0].float()
-            else:
-                d[self.seg_key] = torch.zeros((ddf.shape[0], *ddf.shape[2:]), device=ddf.device)
+            ed_labels = convert_to_tensor(d[self.label_key], track_meta=False)[0] if labelled else None
+            d[self.seg_key] = self._propagate(ed_labels, d["ddf"])
             d[self.labelled_key] = labelled
+            samples = d.pop("ddf_samples", None)
+            if samples is not None:
+                d[self.std_key] = samples.var(dim=1, correction=1).sum(dim=1).sqrt()
+                d[self.samples_seg_key] = self._propagate(ed_labels, samples)
         return d
+
+    @staticmethod
+    def _propagate(ed_labels: torch.Tensor | None, ddf: torch.Tensor) -> torch.Tensor:
+        """ED labels ``(H, W)`` pulled through every field of ``ddf`` ``(..., 2, H, W)``: ``(..., H, W)`` float
+        class ids (nearest neighbour); all background when ``ed_labels`` is None."""
+        if ed_labels is None:
+            return torch.zeros((*ddf.shape[:-3], *ddf.shape[-2:]), device=ddf.device)
+        fields = ddf.reshape(-1, *ddf.shape[-3:])
+        moving = ed_labels.to(ddf.device)[None, None].expand(fields.shape[0], 1, *ed_labels.shape)
+        return warp_labels(moving, fields)[:, 0].float().reshape(*ddf.shape[:-3], *ddf.shape[-2:])
 
 
 class ProbabilisticResultWriter:
@@ -413,7 +472,15 @@ class ProbabilisticResultWriter:
       the ``t``-th frame after ED, i.e. file frame ``(ED + t) mod N``, ``T = N - 1``), which ``transport``
       decodes on other ED frames (``motion_input``); with ED labels also ``<subject>_seg.nii.gz`` (the ED labels
       propagated to every frame), ``<subject>_volumes.csv`` and ``<subject>_volumes.png`` (LV / RV EDV, ESV, EF),
-      as :func:`monai_cardiac.engines.joint_inference.write_joint_outputs` writes them;
+      as :func:`monai_cardiac.engines.joint_inference.write_joint_outputs` writes them. Records with posterior
+      draws (``"ddf_std"``, ``"seg_samples"``: the inferer's ``num_samples`` > 1) add
+      ``<subject>_ddf_std.nii.gz``, float32 ``(X, Y, Z, T)``: the spread of ``u_{ED->t}`` over the draws per
+      voxel and frame, in voxels (:class:`ProbabilisticPredictionSplitd`; zero at ED and outside the crop
+      window); and, with ED labels, the columns ``lv_ml_std, rv_ml_std, myo_ml_std`` of the volume table (the
+      sample standard deviation over the draws of each draw's volume curve, its labels propagated with that
+      draw, in mL) and the header lines ``num_samples``, ``lv_ef_std``, ``rv_ef_std`` (the same over each
+      draw's EF, its ES the draw's smallest volume). The other files are those of the posterior mean, as
+      without draws;
     - ``compensate``: ``<subject>_compensated.nii.gz`` (every frame warped onto ED) and
       ``<subject>_ddf_t_to_ed.nii.gz`` (``u_{t->ED}`` on the ED grid);
     - ``simulate``: for each sample ``k`` (0-based) ``<subject>_simulated_<k>.nii.gz`` and
@@ -473,6 +540,12 @@ class ProbabilisticResultWriter:
             z_path = f"{prefix}_z.npy"
             np.save(z_path, np.stack([convert_to_numpy(s["z"], dtype=np.float32) for s in slices]))
             result["files"]["z"] = z_path
+            if _UNCERTAINTY_KEYS[0] in first:
+                std_path = f"{prefix}_ddf_std.nii.gz"
+                result["files"]["ddf_std"] = write_sequence_nifti(std_path, stack(_UNCERTAINTY_KEYS[0]), affine)
+                if labelled:
+                    samples = stack(_UNCERTAINTY_KEYS[1])  # (T, K, Z, H, W)
+                    self._add_volume_spread(result, samples, affine, int(first[self.ed_key]))
             return result
         files: dict[str, str] = {}
         if self.mode == "compensate":
@@ -489,3 +562,28 @@ class ProbabilisticResultWriter:
             files["ddf"] = write_ddf_nifti(f"{prefix}_{name}_ddf_ed_to_t.nii.gz", stack("ddf"), affine)
         logger.info(f"{subject}: {self.mode} outputs written to {folder}")
         return {"files": files, "summary": {}}
+
+    @staticmethod
+    def _add_volume_spread(result: dict[str, Any], samples: np.ndarray, affine: Any, ed: int) -> None:
+        """Volume curves of every draw (labels ``(T, K, Z, H, W)``), summarised the way ``write_joint_outputs``
+        summarises the posterior mean's; their standard deviations go into ``result["summary"]`` and, as extra
+        columns and header lines, into the volume table it wrote."""
+        s_h, s_w, s_z = spacing_of(convert_to_numpy(affine, dtype=np.float64))
+        draws = [_volume_summary(samples[:, k], (s_z, s_h, s_w), ed) for k in range(samples.shape[1])]
+        names = [f"{name}_ml" for name, _ in _VOLUME_LABELS]
+        spread = {f"{n}_std": np.std([draw[n] for draw in draws], axis=0, ddof=1) for n in names}
+        spread.update({f"{n}_ef_std": float(np.std([draw[f"{n}_ef"] for draw in draws], ddof=1)) for n in ("lv", "rv")})
+        result["summary"].update(spread, num_samples=len(draws))
+        path = Path(result["files"]["volumes"])
+        lines = path.read_text().splitlines()
+        header = [line for line in lines if line.startswith("# ")]
+        table = list(csv.reader([line for line in lines if not line.startswith("# ")]))
+        header += [f"# num_samples: {len(draws)} (posterior draws; the *_std values are standard deviations over "
+                   f"them, K - 1 in the denominator)",
+                   *(f"# {n}_ef_std: {spread[f'{n}_ef_std']:.6f}" for n in ("lv", "rv"))]
+        table[0] += [f"{n}_std" for n in names]
+        for t, row in enumerate(table[1:]):
+            row += [f"{spread[f'{n}_std'][t]:.4f}" for n in names]
+        with open(path, "w", newline="") as f:
+            f.write("".join(f"{line}\n" for line in header))
+            csv.writer(f).writerows(table)

@@ -477,3 +477,153 @@ def test_writer_lays_samples_and_slices_out(tmp_path):
     ddf, _ = _load(Path(files["ddf_1"]))
     assert cine.shape == (6, 5, 4, 3) and np.array_equal(cine[0, 0, :, 0], [0, 1, 2, 3])
     assert ddf.shape == (6, 5, 4, 3, 2) and np.array_equal(ddf[0, 0, :, 0, 0], [-1, -2, -3, -4])
+
+
+# ---------------------------------------------------------------- track: spread over posterior draws
+
+
+def _with_posterior_sigma(model: ProbabilisticMotionModel, sigma: float) -> ProbabilisticMotionModel:
+    """The encoder's posterior made N(mu, sigma^2 I) for every input: log-variance layer constant 2 log(sigma)."""
+    with torch.no_grad():
+        model.encoder.log_var.weight.zero_()
+        model.encoder.log_var.bias.fill_(2 * float(np.log(sigma)))
+    return model
+
+
+def _code_driven_model() -> ProbabilisticMotionModel:
+    """The random model with the decoder's dense layer scaled up, so that the motion follows the code more
+    than the ED frame it is conditioned on (draws of the code then move voxels by up to ~0.2 at sigma 1)."""
+    model = _model()
+    with torch.no_grad():
+        model.decoder.dense[0].weight.mul_(30.0)
+    return model
+
+
+def _slices(num: int, steps: int = 4) -> MetaTensor:
+    """``num`` ED-first cine slices (B, steps + 1, H, W) carrying their slice indices 0 .. num-1."""
+    frames = torch.rand(num, steps + 1, *ROI, generator=torch.Generator().manual_seed(5))
+    inputs = MetaTensor(frames, meta={"slice": torch.arange(num), "filename_or_obj": ["c.nii"] * num})
+    inputs.is_batch = True
+    return inputs
+
+
+def test_track_samples_come_from_the_posterior():
+    inputs = _slices(2)
+    with torch.no_grad():
+        model = _with_posterior_sigma(_model(), 0.3)
+        single = ProbabilisticMotionInferer("track")(inputs, model)
+        out = ProbabilisticMotionInferer("track", num_samples=4, seed=1)(inputs, model)
+        again = ProbabilisticMotionInferer("track", num_samples=4, seed=1)(inputs, model)
+        other_seed = ProbabilisticMotionInferer("track", num_samples=4, seed=2)(inputs, model)
+    assert sorted(single) == ["ddf", "z"]  # num_samples 1: the posterior mean only, as before
+    assert torch.equal(out["ddf"], single["ddf"]) and torch.equal(out["z"], single["z"])
+    samples = out["ddf_samples"]
+    assert samples.shape == (2, 5, 4, 2, *ROI) and not samples[:, 0].any()
+    assert torch.equal(samples, again["ddf_samples"]) and not torch.allclose(samples, other_seed["ddf_samples"])
+    assert (samples[:, 1:].std(dim=2) > 1e-4).float().mean() > 0.5  # the draws differ
+    # the two slices draw independently (seeded by slice index): another slice index, other draws
+    same_slice = MetaTensor(inputs.as_tensor()[1:], meta={"slice": torch.tensor([0]), "filename_or_obj": ["c"]})
+    same_slice.is_batch = True
+    with torch.no_grad():
+        moved = ProbabilisticMotionInferer("track", num_samples=4, seed=1)(same_slice, model)["ddf_samples"]
+        assert not torch.allclose(moved[0], samples[1])
+        assert torch.equal(moved[0], ProbabilisticMotionInferer("track", num_samples=4, seed=1)(
+            inputs[1:].as_tensor(), model)["ddf_samples"][0])  # no meta: batch index 0, the same seed
+        # draws centre on the posterior mean and their spread follows sigma: the posterior, not the prior N(0, I)
+        narrow = ProbabilisticMotionInferer("track", num_samples=4)(inputs, _with_posterior_sigma(model, 1e-6))
+        assert torch.allclose(narrow["ddf_samples"], narrow["ddf"][:, :, None].expand_as(samples), atol=1e-4)
+        spreads = [ProbabilisticMotionInferer("track", num_samples=4)(inputs, _with_posterior_sigma(model, s))[
+            "ddf_samples"].std(dim=2).mean() for s in (0.03, 0.3)]
+    assert 0 < spreads[0] < spreads[1]
+
+
+def test_split_turns_samples_into_the_spread_and_labels_per_draw():
+    steps, k = 3, 4
+    a, b = torch.tensor([0.0, 1.0, 2.0, 5.0]), torch.tensor([1.0, 1.0, -1.0, -1.0])  # per-draw translations (H, W)
+    samples = torch.zeros(steps, k, 2, *ROI)
+    samples[1:, :, 0] = a[:, None, None]
+    samples[1:, :, 1] = b[:, None, None]
+    labels = torch.zeros(steps, *ROI)
+    labels[0, 10:20, 12:18] = 3
+    mean = samples.mean(dim=1)
+    d = {"pred": {"ddf": mean, "z": torch.zeros(LATENT, steps - 1), "ddf_samples": samples},
+         "ed_label": labels, "ed_label_mask": torch.tensor([True, False, False])}
+    out = ProbabilisticPredictionSplitd()(d)
+    assert "ddf_samples" not in out and out["ddf_std"].shape == (steps, *ROI)
+    expected = float(np.sqrt(a.var() + b.var()))  # K - 1 in the denominator, components summed
+    assert not out["ddf_std"][0].any() and torch.allclose(out["ddf_std"][1:], torch.tensor(expected))
+    assert out["seg_samples"].shape == (steps, k, *ROI)
+    for j in range(k):
+        assert torch.equal(out["seg_samples"][:, j], ProbabilisticPredictionSplitd._propagate(labels[0], samples[:, j]))
+    assert torch.equal(out["seg_samples"][2, 3], torch.roll(labels[0], (-5, 1), dims=(0, 1)))  # pulled by (5, -1)
+    assert torch.equal(out["seg"], ProbabilisticPredictionSplitd._propagate(labels[0], mean))
+    unlabelled = ProbabilisticPredictionSplitd()({"pred": d["pred"]})
+    assert unlabelled["seg_samples"].shape == (steps, k, *ROI) and not unlabelled["seg_samples"].any()
+    assert saver_keys("track", num_samples=4)[:6] == ["ddf", "z", "seg", "ed_labelled", "ddf_std", "seg_samples"]
+    assert saver_keys("track") == saver_keys("track", num_samples=1)
+    assert "ddf_std" not in saver_keys("simulate", num_samples=4)
+
+
+def test_writer_adds_the_volume_spread(tmp_path):
+    affine = np.diag([1.5, 1.25, 8.0, 1.0])
+    steps, k, size = 3, 4, (12, 10)
+    lv_pixels = np.array([[20, 20, 20, 20], [12, 16, 14, 10], [8, 9, 10, 13]])  # (T, K) per slice
+    slices = []
+    for z in range(2):
+        samples = torch.zeros(steps, k, *size)
+        for t in range(steps):
+            for j in range(k):
+                samples[t, j].view(-1)[: lv_pixels[t, j]] = 3
+                samples[t, j, -1, : 2 + j] = 1  # some RV
+        slices.append({"ddf": torch.zeros(steps, 2, *size), "z": torch.zeros(LATENT, steps - 1),
+                       "seg": samples[:, 0].clone(), "ed_labelled": True, "ddf_std": torch.full((steps, *size), 0.5),
+                       "seg_samples": samples.to(torch.uint8), "input_ed": 0, "spacing_known": True,
+                       "meta": {"original_affine": affine, "filename_or_obj": "c.nii"}})
+    result = ProbabilisticResultWriter(tmp_path, "track", plot=False)("subj", slices)
+    std, std_affine = _load(Path(result["files"]["ddf_std"]))
+    assert std.shape == (*size, 2, steps) and std.dtype == np.float32 and np.allclose(std_affine, affine)
+    assert np.allclose(std, 0.5)
+    voxel_ml = 1.5 * 1.25 * 8.0 / 1000
+    expected = np.std(2 * lv_pixels * voxel_ml, axis=1, ddof=1)
+    text = Path(result["files"]["volumes"]).read_text().splitlines()
+    header = dict(line[2:].split(": ", 1) for line in text if line.startswith("# "))
+    rows = [line for line in text if not line.startswith("#")]
+    assert rows[0] == "frame,lv_ml,rv_ml,myo_ml,lv_ml_std,rv_ml_std,myo_ml_std"
+    table = np.loadtxt(rows, delimiter=",", skiprows=1)
+    assert table.shape == (steps, 7) and np.allclose(table[:, 4], expected, atol=1e-4)
+    assert np.allclose(table[:, 5], np.std(2 * (2 + np.arange(k)) * voxel_ml, ddof=1), atol=1e-4)
+    assert np.allclose(table[:, 6], 0) and np.allclose(table[:, 1], 2 * lv_pixels[:, 0] * voxel_ml, atol=1e-4)
+    assert header["num_samples"].startswith("4 ") and header["lv_edv_ml"] == f"{40 * voxel_ml:.4f}"
+    ef = 1 - lv_pixels.min(axis=0) / lv_pixels[0]
+    assert float(header["lv_ef_std"]) == pytest.approx(np.std(ef, ddof=1), abs=1e-6)
+    assert np.allclose(result["summary"]["lv_ml_std"], expected)
+
+
+def test_track_with_samples_writes_the_spread_on_the_input_grid(tmp_path, acdc_patient, meta_file):
+    model = _with_posterior_sigma(_code_driven_model(), 1.0)
+    ckpt = tmp_path / "model_sigma.pt"
+    torch.save(model.state_dict(), str(ckpt))
+    mean_folder = _run(tmp_path / "one", acdc_patient, ckpt, meta_file) / "patient001"
+    folder = _run(tmp_path / "four", acdc_patient, ckpt, meta_file, num_samples=4) / "patient001"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [p.name for p in mean_folder.iterdir()] + ["patient001_ddf_std.nii.gz"])
+    for name in ("patient001_ddf_ed_to_t.nii.gz", "patient001_seg.nii.gz"):  # the posterior mean's, unchanged
+        assert np.array_equal(_load(folder / name)[0], _load(mean_folder / name)[0])
+    std, affine = _load(folder / "patient001_ddf_std.nii.gz")
+    assert std.shape == (24, 26, 2, 5) and std.dtype == np.float32 and np.allclose(affine, _load(
+        acdc_patient / "patient001_4d.nii.gz")[1])
+    assert not std[:, :, :, 2].any() and (std[:, :, :, [0, 1, 3, 4]] > 0).all()  # ED is file frame 2
+    mean_csv = (mean_folder / "patient001_volumes.csv").read_text().splitlines()
+    text = (folder / "patient001_volumes.csv").read_text().splitlines()
+    assert "lv_ml_std" not in "".join(mean_csv) and not any(line.startswith("# num_samples") for line in mean_csv)
+    rows = [line for line in text if not line.startswith("#")]
+    assert rows[0].split(",")[4:] == ["lv_ml_std", "rv_ml_std", "myo_ml_std"]
+    table = np.loadtxt(rows, delimiter=",", skiprows=1)
+    mean_table = np.loadtxt([line for line in mean_csv if not line.startswith("#")], delimiter=",", skiprows=1)
+    assert np.array_equal(table[:, :4], mean_table) and table[2, 4] == 0 and table[:, 4].max() > 0
+    # a decoder that ignores the code (constant velocity): every draw is the mean, no spread anywhere
+    still = _run(tmp_path / "shift", acdc_patient, _checkpoint(tmp_path, "shift"), meta_file, num_samples=3)
+    assert not _load(still / "patient001" / "patient001_ddf_std.nii.gz")[0].any()
+    still_text = (still / "patient001" / "patient001_volumes.csv").read_text().splitlines()
+    assert not np.loadtxt([line for line in still_text if not line.startswith("#")], delimiter=",",
+                          skiprows=1)[:, 4:].any()

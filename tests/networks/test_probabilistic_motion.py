@@ -279,7 +279,7 @@ def test_reconstruct_uses_only_the_given_frames():
         mask = torch.zeros(10, dtype=torch.bool)
         mask[every_second] = True
         c = model.reconstruct(moving, fixed, mask, generator=gen(1))
-        mu, _ = model._posterior(moving, fixed)
+        mu, _ = model.posterior(moving, fixed)
     assert torch.equal(a["given"][0], mask)
     assert torch.equal(a["ddf"], b["ddf"]) and torch.equal(a["ddf"], c["ddf"])
     assert torch.equal(a["z_tilde"][:, mask], mu[:, mask])

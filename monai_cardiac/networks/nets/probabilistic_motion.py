@@ -143,8 +143,16 @@ class ProbabilisticMotionModel(nn.Module):
                 f"{source}(fixed)",
             )
 
-    def _posterior(self, moving: torch.Tensor, fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode every pair ``(I_0, I_t)``; returns ``mu`` and ``logvar`` of shape ``(B, T, d)``."""
+    def posterior(self, moving: torch.Tensor, fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's posterior ``N(mu, exp(logvar))`` of every pair ``(I_0, I_t)`` (no sampling, no dropout).
+
+        Args:
+            moving: ``(B, 1, H, W)`` ED frame.
+            fixed: ``(B, T, H, W)`` the frames after ED.
+
+        Returns:
+            ``(mu, logvar)``, each ``(B, T, d)``.
+        """
         batch, steps = fixed.shape[:2]
         moving_pairs = moving.expand(batch, steps, *self.spatial_size).reshape(batch * steps, 1, *self.spatial_size)
         mu, logvar = self.encoder(moving_pairs, fixed.reshape(batch * steps, 1, *self.spatial_size))
@@ -170,7 +178,7 @@ class ProbabilisticMotionModel(nn.Module):
             CineDataError: on inputs of the wrong shape.
         """
         self._check_pair(moving, fixed, "ProbabilisticMotionModel.encode")
-        mu, _ = self._posterior(moving, fixed)
+        mu, _ = self.posterior(moving, fixed)
         return self.tcn(mu.transpose(1, 2))
 
     def decode(
@@ -257,7 +265,7 @@ class ProbabilisticMotionModel(nn.Module):
         if fixed is None:
             return self._track_cine(images, spacing)
         self._check_pair(images, fixed, "ProbabilisticMotionModel.forward")
-        mu, logvar = self._posterior(images, fixed)
+        mu, logvar = self.posterior(images, fixed)
         batch, steps = fixed.shape[:2]
         if self.training:
             eps = self._prior_sample(mu.shape, mu, generator)
@@ -404,7 +412,7 @@ class ProbabilisticMotionModel(nn.Module):
         self._check_pair(moving, fixed, "ProbabilisticMotionModel.reconstruct")
         batch, steps = fixed.shape[:2]
         given_mask = self._given_mask(given, batch, steps, fixed.device)
-        mu, _ = self._posterior(moving, fixed)
+        mu, _ = self.posterior(moving, fixed)
         prior = self._prior_sample(mu.shape, mu, generator)
         z_tilde = torch.where(given_mask.unsqueeze(-1), mu, prior)
         z = self.tcn(z_tilde.transpose(1, 2))
