@@ -8,10 +8,17 @@ problem, so that nobody has to read a stack trace from deep inside torch to find
 from __future__ import annotations
 
 import os
+import re
 import sys
 from types import TracebackType
 
-__all__ = ["DEBUG_VARIABLE", "CineDataError", "brief_error_message", "install_brief_error_report"]
+__all__ = [
+    "DEBUG_VARIABLE",
+    "CineDataError",
+    "brief_error_message",
+    "install_brief_error_report",
+    "state_dict_mismatch_summary",
+]
 
 DEBUG_VARIABLE = "MONAI_CARDIAC_DEBUG"
 """Environment variable: set to 1 to get the full traceback instead of the one-line report."""
@@ -40,13 +47,50 @@ def _chain(error: BaseException | None):
         error = error.__cause__ or error.__context__
 
 
+_STATE_DICT_ERROR = "Error(s) in loading state_dict for "
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for ([^:]+): copying a param with shape torch\.Size\(\[([^\]]*)\]\) from checkpoint, "
+    r"the shape in current model is torch\.Size\(\[([^\]]*)\]\)"
+)
+
+
+def state_dict_mismatch_summary(message: str) -> str | None:
+    """One line for torch's ``load_state_dict`` error (often hundreds of lines), or None for other messages.
+
+    Args:
+        message: the text of the ``RuntimeError`` torch raises when a checkpoint does not fit a network.
+
+    Returns:
+        e.g. ``"the checkpoint does not fit JointMotionSegNet: 42 tensors of another shape (first:
+        encoder.blocks.0.0.weight is (16, 1, 3, 3) in the checkpoint, (32, 1, 3, 3) in the network), 0 missing,
+        0 unexpected; was it trained with other network settings (width_multiplier, branches)?"``.
+    """
+    if not message.startswith(_STATE_DICT_ERROR):
+        return None
+    network = message[len(_STATE_DICT_ERROR):].split(":", 1)[0]
+    sizes = _SIZE_MISMATCH.findall(message)
+
+    def count(kind: str) -> int:
+        found = re.search(kind + r" key\(s\) in state_dict: (.*)", message)
+        return len(re.findall(r'"([^"]+)"', found.group(1))) if found else 0
+
+    first = f" (first: {sizes[0][0]} is ({sizes[0][1]}) in the checkpoint, ({sizes[0][2]}) in the network)" if sizes else ""
+    return (f"the checkpoint does not fit {network}: {len(sizes)} tensors of another shape{first}, "
+            f"{count('Missing')} missing, {count('Unexpected')} unexpected; was it trained with other network "
+            "settings (width_multiplier, branches, latent size)?")
+
+
 def brief_error_message(error: BaseException) -> str | None:
     """The one line to show for ``error``, or None when it is not a user's input error.
 
     A :class:`CineDataError` or ``FileNotFoundError`` anywhere in the chain of causes (MONAI's config parser wraps
-    them in ``RuntimeError: Failed to evaluate ...``) gives ``"error: <file>: <problem>"``.
+    them in ``RuntimeError: Failed to evaluate ...``) gives ``"error: <file>: <problem>"``; a checkpoint that does
+    not fit the network, :func:`state_dict_mismatch_summary`.
     """
     for cause in _chain(error):
+        summary = state_dict_mismatch_summary(str(cause)) if isinstance(cause, RuntimeError) else None
+        if summary is not None:
+            return f"error: {summary}"
         if isinstance(cause, CineDataError):
             return f"error: {cause}"
         if isinstance(cause, FileNotFoundError):

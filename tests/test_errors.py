@@ -28,3 +28,18 @@ def test_a_missing_file_is_reported_with_its_name():
 def test_programming_errors_keep_their_traceback():
     assert brief_error_message(_wrapped(KeyError("x"))) is None
     assert brief_error_message(TypeError("bad")) is None
+
+
+def test_a_checkpoint_that_does_not_fit_is_summarised_in_one_line():
+    from monai_cardiac.networks import JointMotionSegNet
+
+    checkpoint = JointMotionSegNet(width_multiplier=0.0625).state_dict()
+    try:
+        JointMotionSegNet(width_multiplier=0.125, segmentation=False).load_state_dict(checkpoint)
+    except RuntimeError as error:
+        message = brief_error_message(_wrapped(error))
+    assert message is not None and "\n" not in message
+    assert message.startswith("error: the checkpoint does not fit JointMotionSegNet: ")
+    assert "tensors of another shape (first: encoder." in message and "width_multiplier" in message
+    unexpected = sum(k.startswith("seg_head.") for k in checkpoint)
+    assert f"0 missing, {unexpected} unexpected" in message
