@@ -67,7 +67,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["METHODS", "NETWORK_METHODS", "REFINED", "main", "method_status", "run_benchmark", "write_reports"]
+__all__ = [
+    "METHODS",
+    "NETWORK_METHODS",
+    "REFINED",
+    "main",
+    "method_status",
+    "refined_motion_fields",
+    "run_benchmark",
+    "write_reports",
+]
 
 REFINED = "+refine"
 """Suffix of a network method whose tracking fields are refined on the slice (:func:`refine_tracking`)."""

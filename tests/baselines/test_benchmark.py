@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from monai_cardiac.baselines import build_voxelmorph
-from monai_cardiac.baselines.benchmark import _pick, main, method_status, read_journal
+from monai_cardiac.baselines.benchmark import _pick, main, method_status, read_journal, refined_motion_fields
 from monai_cardiac.data import write_phantom_dataset
 
 
@@ -125,3 +125,18 @@ def test_a_torn_journal_line_is_ignored(tmp_path):
     journal.write_text(json.dumps({"subject": "p", "slice": 0, "status": "ok"}) + "\n{\"subject\": \"p")
     assert read_journal(journal) == [{"subject": "p", "slice": 0, "status": "ok"}]
     assert read_journal(tmp_path / "missing.jsonl") == []
+
+
+def test_refined_methods_use_the_networks_checkpoint_and_refine_its_fields():
+    assert method_status("joint+refine", {"joint": "/nonexistent.pt"}) == "no checkpoint at /nonexistent.pt"
+    assert "--joint_checkpoint" in method_status("joint+refine", {})
+    assert "--prob_checkpoint" in method_status("probabilistic+refine", {})
+    # ED: a blob; frame 1: the blob moved by (2, -1.5); the network's u_{t->ED} is zero (no motion found)
+    yy, xx = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
+    cine = torch.stack([torch.exp(-((yy - 20 - dy) ** 2 + (xx - 20 - dx) ** 2) / 40.0) for dy, dx in ((0, 0), (2, -1.5))])
+    out = refined_motion_fields({"u_ed_to_t": None, "u_t_to_ed": torch.zeros(1, 2, 40, 40), "seconds": 0.5}, cine,
+                                iterations=200, learning_rate=0.1)
+    assert out["u_t_to_ed"] is None and out["u_ed_to_t"].shape == (1, 2, 40, 40) and out["seconds"] > 0.5
+    inside = cine[0] > 0.3  # u_{ED->t} of frame 1 is the shift back: (-2, 1.5)
+    error = torch.linalg.norm(out["u_ed_to_t"][0] - torch.tensor([-2.0, 1.5])[:, None, None], dim=0)[inside].mean()
+    assert error < 0.25 * 2.5
