@@ -69,18 +69,22 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
 
 
+def _run_with_state(path, network, optimizer, max_epochs: int, resume: bool = False) -> list:
+    """Run a trainer with a ResumableTrainingState of the network at ``path``; the epochs it started."""
+    seen: list = []
+    trainer = _trainer(network, optimizer, seen)
+    ResumableTrainingState(path, {"model": network}, resume=resume).attach(trainer)
+    trainer.run(DATA, max_epochs=max_epochs)
+    return seen
+
+
 def test_finished_stage_is_loaded_not_trained_again(tmp_path):
     network, optimizer = _setup()
-    trainer = _trainer(network, optimizer, [])
-    ResumableTrainingState(tmp_path / "state.pt", {"model": network}).attach(trainer)
-    trainer.run(DATA, max_epochs=2)
+    _run_with_state(tmp_path / "state.pt", network, optimizer, 2)
     trained = {k: v.clone() for k, v in network.state_dict().items()}
 
     network, optimizer = _setup(seed=7)
-    seen: list = []
-    again = _trainer(network, optimizer, seen)
-    ResumableTrainingState(tmp_path / "state.pt", {"model": network}, resume=True).attach(again)
-    again.run(DATA, max_epochs=2)
+    seen = _run_with_state(tmp_path / "state.pt", network, optimizer, 2, resume=True)
     assert seen == []  # no epoch ran
     for key, value in network.state_dict().items():
         torch.testing.assert_close(value, trained[key], rtol=0, atol=0)
@@ -88,31 +92,21 @@ def test_finished_stage_is_loaded_not_trained_again(tmp_path):
 
 def test_without_resume_a_fresh_run_starts(tmp_path):
     network, optimizer = _setup()
-    trainer = _trainer(network, optimizer, [])
-    ResumableTrainingState(tmp_path / "state.pt", {"model": network}).attach(trainer)
-    trainer.run(DATA, max_epochs=2)
-    seen: list = []
-    fresh = _trainer(network, optimizer, seen)
-    ResumableTrainingState(tmp_path / "state.pt", {"model": network}, resume=False).attach(fresh)
-    fresh.run(DATA, max_epochs=2)
-    assert seen == [1, 2]
+    _run_with_state(tmp_path / "state.pt", network, optimizer, 2)
+    assert _run_with_state(tmp_path / "state.pt", network, optimizer, 2, resume=False) == [1, 2]
 
 
 def test_mismatched_state_is_refused(tmp_path):
     network, optimizer = _setup()
-    trainer = _trainer(network, optimizer, [])
-    ResumableTrainingState(tmp_path / "state.pt", {"model": network}).attach(trainer)
-    trainer.run(DATA, max_epochs=3)
+    _run_with_state(tmp_path / "state.pt", network, optimizer, 3)
     other = _trainer(network, optimizer, [])
     ResumableTrainingState(tmp_path / "state.pt", {"model": network, "optimizer": optimizer}, resume=True).attach(
         other
     )
     with pytest.raises(ValueError, match="no state for \\['optimizer'\\]"):
         other.run(DATA, max_epochs=3)
-    shorter = _trainer(network, optimizer, [])
-    ResumableTrainingState(tmp_path / "state.pt", {"model": network}, resume=True).attach(shorter)
     with pytest.raises(ValueError, match="beyond this run's max_epochs 2"):
-        shorter.run(DATA, max_epochs=2)
+        _run_with_state(tmp_path / "state.pt", network, optimizer, 2, resume=True)
     torch.save({"model": network.state_dict()}, tmp_path / "plain.pt")
     with pytest.raises(ValueError, match="not a training state"):
         ResumableTrainingState.read(tmp_path / "plain.pt")
