@@ -55,5 +55,5 @@ echo "probabilistic bundle trained after ${SECONDS} s"
 
 # 3. the real-server test (it starts and always stops its own server)
 CARDIAC_LABEL_BUNDLES="$WORK/bundles" "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
-    tests/apps/test_cardiac_label_server.py
+    tests/apps/test_cardiac_label_server.py tests/apps/test_served_weights.py
 echo "label CI done in ${SECONDS} s"
