@@ -111,3 +111,28 @@ def test_warped_gradient_reaches_logits_and_flow():
     assert logits.grad.abs().sum() > 0 and ddf.grad.abs().sum() > 0
     with pytest.raises(CineDataError, match="ddf_to_target"):
         WarpedCrossEntropyLoss()(logits, ddf[:, :2], labels[:, 0])
+
+
+def test_dice_ce_on_labelled_frames_only():
+    from monai_cardiac.losses import MaskedDiceCELoss
+
+    logits, labels = _data()
+    mask = torch.tensor([[True, False, True], [False, False, True]])
+    loss = MaskedDiceCELoss()
+    value = loss(logits, labels, mask)
+    changed = logits.clone()
+    changed[~mask] = torch.randn_like(changed[~mask]) * 10  # unlabelled frames do not count
+    assert torch.allclose(loss(changed, labels, mask), value)
+    ce = MaskedCrossEntropyLoss()(logits, labels, mask)
+    assert torch.allclose(MaskedDiceCELoss(dice_weight=0.0)(logits, labels, mask), ce)
+    # a confident correct prediction: Dice term near 0, and far below a wrong one
+    perfect = F.one_hot(labels, 4).permute(0, 1, 4, 2, 3).float() * 20.0
+    assert MaskedDiceCELoss(ce_weight=0.0)(perfect, labels, mask) < 1e-3
+    assert MaskedDiceCELoss(ce_weight=0.0)(perfect.roll(1, dims=2), labels, mask) > 0.9
+    # no labelled frame: 0, still attached to the graph
+    logits.requires_grad_(True)
+    empty = loss(logits, labels, torch.zeros_like(mask))
+    empty.backward()
+    assert empty.item() == 0.0 and logits.grad is not None
+    with pytest.raises(ValueError, match="non-negative"):
+        MaskedDiceCELoss(dice_weight=-1.0)

@@ -92,3 +92,26 @@ def test_bad_arguments():
         cine_augmentation(elastic=True, spatial_dims=3)
     with pytest.raises(ValueError, match="spatial_dims"):
         cine_augmentation(spatial_dims=4)
+
+
+def test_orientations_are_the_eight_of_the_square_uniformly_and_labels_follow():
+    aug = cine_augmentation(prob=0.0, intensity=0.0, orientations=True)
+    aug.set_random_state(0)
+    cine = _static_cine()
+    images = {}
+    for _ in range(800):
+        out = aug({k: v.clone() for k, v in cine.items()})
+        image, label = torch.as_tensor(out["image"]), torch.as_tensor(out["label"])
+        assert torch.equal(image, torch.where(label == 3, 1.0, 0.1 * label))  # labels moved with the image
+        assert torch.equal(image[0], image[-1])  # every frame alike
+        key = tuple(label[0].flatten().int().tolist())
+        images[key] = images.get(key, 0) + 1
+    assert len(images) == 8 and min(images.values()) > 70  # 100 expected each
+    # the RV lies on each of the four sides of the LV in some orientation
+    sides = set()
+    for _ in range(40):
+        label = torch.as_tensor(aug({k: v.clone() for k, v in cine.items()})["label"])[0]
+        offset = _centroid(label == 1) - _centroid(label == 3)
+        sides.add((int(torch.sign(offset[0]).item()) if offset[0].abs() > 5 else 0,
+                   int(torch.sign(offset[1]).item()) if offset[1].abs() > 5 else 0))
+    assert sides == {(0, -1), (0, 1), (-1, 0), (1, 0)}
