@@ -49,19 +49,22 @@ def split_datalist(dataset_dir: str, split: str = "test", seed: int = 0) -> list
     return parts[("train", "val", "test").index(split)]
 
 
-def cine_preprocessing(roi_size: Sequence[int] | None = (96, 96)) -> Compose:
+def cine_preprocessing(roi_size: Sequence[int] | None = (96, 96), relaying: Sequence = ()) -> Compose:
     """The evaluation pipeline of the joint bundle (its ``load_pipeline``), or the phantom's without a crop.
 
     Args:
         roi_size: in-plane crop around the heart; ``None`` keeps the file's grid and loads the phantom's dense
             labels and true motion where the entries have them
             (:func:`~monai_cardiac.engines.joint_evaluation.phantom_evaluation_preprocessing`).
+        relaying: dictionary transforms of ``image`` and ``label`` run after the frames are put ED first and
+            before the crop (e.g. a re-orientation or a padding, as another site could have stored the cine).
     """
     if roi_size is None:
         return phantom_evaluation_preprocessing()
     return Compose([
         LoadCined(dense_label_key=None, ddf_key=None),
         ReorderFromEDd(keys=["image", "label"]),
+        *relaying,
         CropAroundHeartd(keys=["image", "label"], roi_size=tuple(int(s) for s in roi_size), label_key=None),
         ScaleIntensityRangePercentilesd("image", lower=1, upper=99, b_min=0.0, b_max=1.0, clip=True),
     ])

@@ -24,13 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
-from monai.transforms import Compose, Flipd, Rotate90d, ScaleIntensityRangePercentilesd, SpatialPadd
+from monai.transforms import Flipd, Rotate90d, SpatialPadd
 
-from monai_cardiac.baselines.data import SPLITS, split_datalist
+from monai_cardiac.baselines.data import SPLITS, cine_preprocessing, split_datalist
 from monai_cardiac.engines.engine_utils import load_model_weights
 from monai_cardiac.engines.joint_evaluation import evaluate_joint_datalist, volume_rows
 from monai_cardiac.inferers import dihedral_transforms
-from monai_cardiac.transforms import CropAroundHeartd, LoadCined, ReorderFromEDd
 
 STRUCTURES = ("LV", "Myo", "RV")
 KEYS = ["image", "label"]
@@ -44,17 +43,6 @@ def views(padded_size: int = 256) -> dict[str, list]:
         result[f"rot{90 * k}{'+mirror' if mirrored else ''}"] = steps
     result[f"padded {padded_size}x{padded_size}"] = [SpatialPadd(KEYS, spatial_size=(padded_size, padded_size))]
     return result
-
-
-def preprocessing(relaying: list, roi_size: Sequence[int]) -> Compose:
-    """Load, ED first, re-lay, then the bundle's label-free crop and intensity scaling."""
-    return Compose([
-        LoadCined(dense_label_key=None, ddf_key=None),
-        ReorderFromEDd(keys=KEYS),
-        *relaying,
-        CropAroundHeartd(keys=KEYS, roi_size=tuple(roi_size), label_key=None),
-        ScaleIntensityRangePercentilesd("image", lower=1, upper=99, b_min=0.0, b_max=1.0, clip=True),
-    ])
 
 
 def score(rows: list[dict]) -> dict[str, float]:
@@ -89,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {}
     for name, relaying in views().items():
         with torch.inference_mode():
-            rows = evaluate_joint_datalist(network, entries, preprocessing(relaying, roi_size),
+            rows = evaluate_joint_datalist(network, entries, cine_preprocessing(roi_size, relaying),
                                            orientation_ensemble=not args.no_ensemble)
         results[name] = score(rows)
         print(name, json.dumps({k: round(v, 4) for k, v in results[name].items()}), flush=True)

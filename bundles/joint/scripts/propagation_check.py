@@ -27,10 +27,10 @@ from monai.bundle import ConfigWorkflow
 
 from monai_cardiac.baselines.data import SPLITS, split_datalist
 from monai_cardiac.data import acdc_datalist, read_nifti_cine, read_nifti_ddf, read_nifti_labels
+from monai_cardiac.data.nifti import STRUCTURES
 from monai_cardiac.engines import propagate_labels, refine_tracking
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-STRUCTURES = {"RV": 1, "Myo": 2, "LV": 3}
 
 
 def track(image: str, output_dir: Path, checkpoint: str | None) -> Path:
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             propagated.append(propagate_labels(labels[ed][z][None], [ed], fields, reference=ed)[es].numpy())
         propagated = np.stack(propagated)
         row = {"subject": entry["subject"], "group": entry["group"], "seconds": time.perf_counter() - start}
-        for name, index in STRUCTURES.items():
+        for index, name in enumerate(STRUCTURES, start=1):
             p, r = propagated == index, labels[es] == index
             total = p.sum() + r.sum()
             row[f"dice_{name}"] = float(2 * (p & r).sum() / total) if total else float("nan")
