@@ -280,12 +280,35 @@ def test_phantom_report_writes_the_verdict(phantom_slices, tmp_path, capsys):
     assert summary["zero_motion_epe_px"]["mean"] > 0
     assert result["epe_ratio"] == pytest.approx(summary["epe_px"]["mean"] / summary["zero_motion_epe_px"]["mean"])
     assert result["passed"] == (result["epe_ratio"] <= 0.5)
+    assert result["gate"]["epe_ratio_heart"]["value"] == pytest.approx(result["epe_ratio"])
     for s in STRUCTURES:
         assert result["epe_ratio_per_structure"][s] == pytest.approx(
             summary[f"epe_px_{s}"]["mean"] / summary[f"zero_motion_epe_px_{s}"]["mean"])
     assert "per ES structure: RV" in printed and saved["epe_ratio_per_structure"].keys() == set(STRUCTURES)
     # the phantom's labels are dense: the reference LV curve covers every frame
     assert not np.isnan(result["rows"][0]["lv_volume_ref"]).any()
+
+
+def test_phantom_report_gates_the_myocardium_lv_dice_and_folding(phantom_slices, capsys):
+    model = tiny_probabilistic()
+    ungated = report_phantom_motion(model, phantom_slices)
+    summary, per_structure = ungated["summary"], ungated["epe_ratio_per_structure"]
+    dice_lv = summary["track_dice_LV"]["mean"]
+    myo = per_structure["Myo"]
+    # bounds just either side of the measured figures flip each gate on its own
+    passing = report_phantom_motion(model, phantom_slices, epe_region="Myo", max_epe_ratio=myo + 1e-6,
+                                    min_dice_lv=dice_lv - 1e-6, max_folding_pct=100.0)
+    assert passing["passed"] and set(passing["gate"]) == {"epe_ratio_Myo", "dice_LV", "folding_pct"}
+    assert passing["gate"]["epe_ratio_Myo"]["value"] == pytest.approx(myo)
+    assert passing["epe_ratio"] == pytest.approx(ungated["epe_ratio"])  # the whole heart's is still reported
+    for kwargs in ({"max_epe_ratio": myo - 1e-6}, {"min_dice_lv": dice_lv + 1e-6}, {"max_folding_pct": -1.0}):
+        gate = {"max_epe_ratio": myo + 1e-6, "min_dice_lv": dice_lv - 1e-6, "max_folding_pct": 100.0, **kwargs}
+        failed = report_phantom_motion(model, phantom_slices, epe_region="Myo", **gate)
+        assert not failed["passed"] and sum(not e["passed"] for e in failed["gate"].values()) == 1
+    printed = capsys.readouterr().out
+    assert "epe_ratio_Myo" in printed and "(missed)" in printed and "verdict: FAILED" in printed
+    with pytest.raises(ValueError, match="epe_region"):
+        report_phantom_motion(model, phantom_slices, epe_region="aorta")
 
 
 def test_phantom_report_rejects_a_model_of_another_size(phantom_slices):
