@@ -7,9 +7,10 @@ from .joint_motion_seg import JointMotionSegmentationLoss
 from .kl import KLDivergenceLoss
 from .masked_cross_entropy import MaskedCrossEntropyLoss, MaskedDiceCELoss, WarpedCrossEntropyLoss
 from .probabilistic_motion import ProbabilisticMotionLoss
-from .similarity import SymmetricLocalNormalizedCrossCorrelationLoss
+from .similarity import BandedLocalNormalizedCrossCorrelationLoss, SymmetricLocalNormalizedCrossCorrelationLoss
 
 __all__ = [
+    "BandedLocalNormalizedCrossCorrelationLoss",
     "HuberFlowSmoothnessLoss",
     "JointMotionSegmentationLoss",
     "KLDivergenceLoss",

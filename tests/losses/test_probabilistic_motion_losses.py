@@ -13,7 +13,10 @@ from monai.networks.layers import GaussianFilter
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.losses.kl import KLDivergenceLoss
 from monai_cardiac.losses.probabilistic_motion import ProbabilisticMotionLoss
-from monai_cardiac.losses.similarity import SymmetricLocalNormalizedCrossCorrelationLoss
+from monai_cardiac.losses.similarity import (
+    BandedLocalNormalizedCrossCorrelationLoss,
+    SymmetricLocalNormalizedCrossCorrelationLoss,
+)
 from monai_cardiac.networks.nets.probabilistic_motion import ProbabilisticMotionModel
 
 SIZE = (32, 32)
@@ -73,6 +76,30 @@ def test_symmetric_lncc_reduction_none_and_errors():
 
 
 # ----------------------------------------------------------------------------------------- KL
+@pytest.mark.parametrize("kernel_type", ["rectangular", "triangular", "gaussian"])
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_banded_lncc_equals_monai_lncc_with_its_gradients(kernel_type, spatial_dims):
+    torch.manual_seed(4)
+    shape = (2, 2, 13, 11) if spatial_dims == 2 else (1, 1, 9, 10, 8)
+    target = torch.rand(*shape, dtype=torch.float64)
+    target[..., :4] = 0.0  # a flat, zero-padded band exercises the variance floor
+    for reduction in ("mean", "sum", "none"):
+        args = {"spatial_dims": spatial_dims, "kernel_size": 7, "kernel_type": kernel_type, "reduction": reduction}
+        reference, banded = LocalNormalizedCrossCorrelationLoss(**args), BandedLocalNormalizedCrossCorrelationLoss(**args)
+        pred_a = torch.rand(*shape, dtype=torch.float64, requires_grad=True)
+        pred_b = pred_a.detach().clone().requires_grad_(True)
+        expected, value = reference(pred_a, target), banded(pred_b, target)
+        assert torch.allclose(value, expected, atol=1e-10)
+        expected.sum().backward()
+        value.sum().backward()
+        assert torch.allclose(pred_b.grad, pred_a.grad, atol=1e-9)
+    flat = torch.rand(1, 1, 8, 8)
+    with pytest.raises(ValueError, match="spatial axes"):
+        BandedLocalNormalizedCrossCorrelationLoss(spatial_dims=3)(flat, flat)
+    with pytest.raises(ValueError, match="differs"):
+        BandedLocalNormalizedCrossCorrelationLoss(spatial_dims=2)(flat, torch.rand(1, 1, 8, 9))
+
+
 def test_kl_closed_form():
     kl = KLDivergenceLoss()
     assert float(kl(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4))) == 0.0

@@ -230,8 +230,12 @@ class MotionDecoder(nn.Module):
                 f"expected codes of shape ({moving.shape[0]}, {self.latent_dim}), got {tuple(z.shape)}.",
                 "MotionDecoder input z",
             )
+        # channels-last layout: the same values, and on the CPU the full-resolution convolutions with few
+        # output channels (the final 2-channel one above all) train about 2x faster than in NCHW
+        moving = moving.contiguous(memory_format=torch.channels_last)
         x = self.dense(z).reshape(-1, self.latent_channels, *self.coarse_size)
+        x = x.contiguous(memory_format=torch.channels_last)
         for scale, layer in enumerate(self.upsample):
             factor = 2 ** (self.num_scales - scale)
             x = layer(torch.cat([x, F.avg_pool2d(moving, factor)], dim=1))
-        return self.velocity(torch.cat([x, moving], dim=1))
+        return self.velocity(torch.cat([x, moving], dim=1)).contiguous()

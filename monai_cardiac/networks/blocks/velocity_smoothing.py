@@ -6,10 +6,11 @@ import math
 from collections.abc import Sequence
 
 import torch
-from monai.networks.layers import gaussian_1d, separable_filtering
+from monai.networks.layers import gaussian_1d
 from torch import nn
 
 from monai_cardiac.errors import CineDataError
+from monai_cardiac.networks.layers import banded_separable_filtering
 
 __all__ = ["SpatioTemporalGaussianSmoothing"]
 
@@ -31,7 +32,8 @@ class SpatioTemporalGaussianSmoothing(nn.Module):
     ``sigma_voxels[i] = sigma_mm / spacing[i]`` (3 mm at 1.5 mm spacing is 2 voxels). The kernels are
     MONAI's sampled Gaussians (:func:`monai.networks.layers.gaussian_1d`, ``approx="sampled"``,
     normalised to sum 1, truncated at ``truncated`` standard deviations) applied separably with
-    :func:`monai.networks.layers.separable_filtering`. Borders, in space and at both ends of the sequence,
+    :func:`~monai_cardiac.networks.layers.banded_separable_filtering` (the values of MONAI's
+    ``separable_filtering``, a faster backward pass on the CPU). Borders, in space and at both ends of the sequence,
     are padded by replicating the edge value, so a constant field passes unchanged. A standard deviation of
     0 switches that smoothing off.
 
@@ -111,5 +113,5 @@ class SpatioTemporalGaussianSmoothing(nn.Module):
         kernels = [self._kernel(s) for s in sigmas] + [self._kernel(self.sigma_frames)]
         # (B, T, S, *spatial) -> (B, S, *spatial, T): time becomes the last filtered axis
         fields = velocity.movedim(1, -1)
-        smoothed = separable_filtering(fields, kernels=kernels, mode="replicate")
+        smoothed = banded_separable_filtering(fields, kernels, mode="replicate")
         return smoothed.movedim(-1, 1)
