@@ -81,7 +81,8 @@ __all__ = [
 REFINED = "+refine"
 """Suffix of a network method whose tracking fields are refined on the slice (:func:`refine_tracking`)."""
 NETWORK_METHODS = ("joint", "motion_only", "probabilistic", "joint+refine", "probabilistic+refine")
-_REFINE_PARAMETERS = ("iterations", "smoothness", "learning_rate", "similarity", "levels", "window")
+_REFINE_PARAMETERS = ("iterations", "smoothness", "learning_rate", "similarity", "levels", "window",
+                      "temporal_smoothness")
 METHODS = ("identity", "ffd", "groupwise", "syn", "voxelmorph", *NETWORK_METHODS)
 _CURVE_KEYS = ("lv_volume_track", "lv_volume_ref", "lv_volume_unit")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")

@@ -4,12 +4,16 @@ A motion network predicts ``u_{ED->t}`` in one pass; on a given cine the fields 
 images by a short optimisation that starts from them (test-time instance optimisation, as classical registration
 does from scratch): minimise, over the fields of all frames at once,
 
-    mean_t D(I_ED(x + u_t(x)), I_t(x))  +  smoothness * Diffusion(u_t)
+    mean_t D(I_ED(x + u_t(x)), I_t(x))  +  smoothness * Diffusion(u_t)  +  temporal_smoothness * mean_t |u_{t+1} - u_t|^2
 
 with Adam, the ED frame's field held at zero. ``D`` is the mean squared error (``similarity="mse"``) or one minus
 the local normalised cross-correlation in a square window (``"lncc"``, MONAI's
-``LocalNormalizedCrossCorrelationLoss``; the similarity B-spline registration of cine MRI uses, insensitive to the
-intensity drift of blood and myocardium over the cycle). Intensities are scaled to [0, 1] by the cine's 1st and
+``LocalNormalizedCrossCorrelationLoss`` as computed by
+:class:`~monai_cardiac.losses.BandedLocalNormalizedCrossCorrelationLoss`; the similarity B-spline registration of
+cine MRI uses, insensitive to the intensity drift of blood and myocardium over the cycle). The temporal term (mean
+over voxels and consecutive frame pairs, in file order after ED, not wrapped around the cycle; the pair (ED, first
+frame) included, whose ED field is zero) ties each frame's field to its neighbours', as group-wise registration
+ties the whole cycle: the small frame-to-frame motion guides the fields of the frames far from ED. Intensities are scaled to [0, 1] by the cine's 1st and
 99th percentiles first, so ``smoothness`` means the same on every cine. ``Diffusion`` is the mean squared forward
 difference of the field along each image axis, summed over the axes (the diffusion regulariser of VoxelMorph).
 
@@ -27,12 +31,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from monai.config import NdarrayOrTensor
-from monai.losses import LocalNormalizedCrossCorrelationLoss
 from monai.transforms import MapTransform
 from monai.utils import convert_to_tensor
 
 from monai_cardiac.displacement import warp_image
 from monai_cardiac.errors import CineDataError
+from monai_cardiac.losses import BandedLocalNormalizedCrossCorrelationLoss
 
 __all__ = ["SIMILARITIES", "RefineTrackingd", "refine_tracking"]
 
@@ -46,7 +50,7 @@ def _dissimilarity(similarity: str, window: int):
     """``D(warped, target)`` on ``(T, 1, H, W)`` images: mean squared error or 1 + LNCC (LNCC lies in [-1, 0])."""
     if similarity == "mse":
         return lambda warped, target: torch.mean((warped - target) ** 2)
-    lncc = LocalNormalizedCrossCorrelationLoss(spatial_dims=2, kernel_size=window, kernel_type="rectangular")
+    lncc = BandedLocalNormalizedCrossCorrelationLoss(spatial_dims=2, kernel_size=window, kernel_type="rectangular")
     return lambda warped, target: 1.0 + lncc(warped, target)
 
 
@@ -67,6 +71,7 @@ def refine_tracking(
     similarity: str = "mse",
     levels: Sequence[int] = (1,),
     window: int = 9,
+    temporal_smoothness: float = 0.0,
 ) -> torch.Tensor:
     """Refine tracking fields ``u_{reference->t}`` of a 2D cine by optimising them on its own frames.
 
@@ -81,6 +86,8 @@ def refine_tracking(
         similarity: ``"mse"`` or ``"lncc"`` (see the module docstring).
         levels: down-sampling factors, coarse to fine, each >= 1; the last should be 1 (full resolution).
         window: side of the LNCC window, voxels of each level (odd, >= 5).
+        temporal_smoothness: weight of the mean squared difference of consecutive frames' fields (voxels of
+            the level, frames in the order given with ``reference`` first; 0: frames refined independently).
 
     Returns:
         float32 ``(T, 2, H, W)`` refined fields on the device of ``ddf``.
@@ -88,13 +95,14 @@ def refine_tracking(
     Raises:
         CineDataError: a cine that is not ``(T, H, W)``, fields that are not ``(T, 2, H, W)`` on its grid, or
             non-finite values in either; a ``reference`` outside ``[0, T)``.
-        ValueError: negative ``iterations``, ``smoothness`` or a non-positive ``learning_rate``; an unknown
+        ValueError: negative ``iterations``, ``smoothness``, ``temporal_smoothness`` or a non-positive
+            ``learning_rate``; an unknown
             ``similarity``; ``levels`` empty or below 1; an even or too small ``window``.
     """
-    if iterations < 0 or smoothness < 0 or learning_rate <= 0:
+    if iterations < 0 or smoothness < 0 or temporal_smoothness < 0 or learning_rate <= 0:
         raise ValueError(
-            f"iterations and smoothness must be >= 0 and learning_rate > 0, got {iterations}, {smoothness}, "
-            f"{learning_rate}."
+            f"iterations, smoothness and temporal_smoothness must be >= 0 and learning_rate > 0, got {iterations}, "
+            f"{smoothness}, {temporal_smoothness}, {learning_rate}."
         )
     if similarity not in SIMILARITIES:
         raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}.")
@@ -136,6 +144,9 @@ def refine_tracking(
                 u = level_fields * keep
                 diffusion = torch.mean((u[:, :, 1:] - u[:, :, :-1]) ** 2) + torch.mean((u[..., 1:] - u[..., :-1]) ** 2)
                 loss = dissimilarity(warp_image(moving, u), level_frames) + smoothness * diffusion
+                if temporal_smoothness > 0:
+                    ordered = torch.cat([u[reference:], u[:reference]])  # reference first, then file order
+                    loss = loss + temporal_smoothness * torch.mean((ordered[1:] - ordered[:-1]) ** 2)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -155,7 +166,8 @@ class RefineTrackingd(MapTransform):
     Args:
         ddf_key: key of the tracking fields ``(T, 2, H, W)``, voxels.
         image_key: key of the preprocessed cine ``(T, H, W)``, ED first, on the same grid.
-        iterations, smoothness, learning_rate, similarity, levels, window: see :func:`refine_tracking`.
+        iterations, smoothness, learning_rate, similarity, levels, window, temporal_smoothness: see
+            :func:`refine_tracking`.
 
     Raises:
         ValueError: bad options (see :func:`refine_tracking`).
@@ -171,6 +183,7 @@ class RefineTrackingd(MapTransform):
         similarity: str = "mse",
         levels: Sequence[int] = (1,),
         window: int = 9,
+        temporal_smoothness: float = 0.0,
     ) -> None:
         super().__init__(keys=[ddf_key])
         if iterations < 0 or similarity not in SIMILARITIES:
@@ -178,7 +191,8 @@ class RefineTrackingd(MapTransform):
                              f"{similarity!r}.")
         self.ddf_key, self.image_key = ddf_key, image_key
         self.options = {"iterations": int(iterations), "smoothness": smoothness, "learning_rate": learning_rate,
-                        "similarity": similarity, "levels": tuple(levels), "window": window}
+                        "similarity": similarity, "levels": tuple(levels), "window": window,
+                        "temporal_smoothness": temporal_smoothness}
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)

@@ -94,3 +94,22 @@ def test_bad_options_are_refused():
         refine_tracking(cine, truth, levels=(2, 0))
     with pytest.raises(ValueError, match="window"):
         refine_tracking(cine, truth, similarity="lncc", window=4)
+
+
+def test_the_temporal_term_ties_each_field_to_its_neighbours():
+    """On a flat cine the images give no gradient: only the temporal term moves the fields."""
+    cine = torch.full((4, 16, 16), 0.5)
+    cine[0, 0, 0] = 0.0  # two intensities, so the percentile scaling is defined
+    start = torch.zeros(4, 2, 16, 16)
+    start[1], start[2], start[3] = 1.0, 3.0, -2.0
+    untouched = refine_tracking(cine, start, iterations=20, smoothness=0.0, temporal_smoothness=0.0)
+    inner = (slice(None), slice(None), slice(4, 12), slice(4, 12))  # away from the one dark voxel
+    assert torch.allclose(untouched[inner], start[inner])
+    tied = refine_tracking(cine, start, iterations=200, smoothness=0.0, temporal_smoothness=1.0, learning_rate=0.05)
+    steps = lambda u: (u[1:] - u[:-1])[inner].abs().mean()  # noqa: E731
+    assert steps(tied) < 0.5 * steps(start)
+    # the chain starts at the reference's zero field: every field is pulled towards it
+    assert tied[inner][1:].abs().mean() < start[inner][1:].abs().mean()
+    assert torch.equal(tied[0], torch.zeros_like(tied[0]))
+    with pytest.raises(ValueError, match="temporal_smoothness"):
+        refine_tracking(cine, start, temporal_smoothness=-1.0)
