@@ -18,11 +18,11 @@ from __future__ import annotations
 import warnings
 
 import torch
-
 from monai.config import NdarrayOrTensor
 from monai.networks.blocks import Warp
 from monai.networks.utils import one_hot
 from monai.utils import GridSampleMode, GridSamplePadMode, convert_to_numpy, convert_to_tensor, look_up_option
+
 from monai_cardiac.data.nifti import NUM_CLASSES, check_label_values
 
 __all__ = ["check_ddf", "compose_displacements", "invert_displacement", "warp_image", "warp_labels"]

@@ -74,7 +74,9 @@ def state_dict_mismatch_summary(message: str) -> str | None:
         found = re.search(kind + r" key\(s\) in state_dict: (.*)", message)
         return len(re.findall(r'"([^"]+)"', found.group(1))) if found else 0
 
-    first = f" (first: {sizes[0][0]} is ({sizes[0][1]}) in the checkpoint, ({sizes[0][2]}) in the network)" if sizes else ""
+    first = (
+        f" (first: {sizes[0][0]} is ({sizes[0][1]}) in the checkpoint, ({sizes[0][2]}) in the network)" if sizes else ""
+    )
     return (f"the checkpoint does not fit {network}: {len(sizes)} tensors of another shape{first}, "
             f"{count('Missing')} missing, {count('Unexpected')} unexpected; was it trained with other network "
             "settings (width_multiplier, branches, latent size)?")

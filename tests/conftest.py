@@ -40,7 +40,9 @@ def make_acdc_subject():
             nib.save(nib.Nifti1Image(labels[frame - 1], affine), str(folder / f"{name}_frame{frame:02d}_gt.nii.gz"))
         if dense:
             nib.save(nib.Nifti1Image(np.stack(labels, -1), affine), str(folder / f"{name}_4d_gt.nii.gz"))
-        (folder / "Info.cfg").write_text(f"ED: 1\nES: {es}\nGroup: NOR\nHeight: 170.0\nNbFrame: {num_frames}\nWeight: 70.0\n")
+        (folder / "Info.cfg").write_text(
+            f"ED: 1\nES: {es}\nGroup: NOR\nHeight: 170.0\nNbFrame: {num_frames}\nWeight: 70.0\n"
+        )
         return folder
 
     return _make

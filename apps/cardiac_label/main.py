@@ -8,8 +8,8 @@ Start (from the repository root, in the app's environment, see README.md)::
 ``--conf`` options:
 
 - ``bundles``: folder holding ``joint/`` and ``probabilistic_motion/`` bundles (default: the repository's
-  ``bundles/``). Each is served from its own ``configs/inference.json`` and ``models/model.pt`` (or, where the bundle has
-  none, the weights it ships: ``models/acdc/model.pt``); a bundle without
+  ``bundles/``). Each is served from its own ``configs/inference.json`` and ``models/model.pt`` (or, where the
+  bundle has none, the weights it ships: ``models/acdc/model.pt``); a bundle without
   weights is left out of ``/info`` until it has some.
 - ``preload``: ``true`` to load the networks at start.
 - ``zoo_source``, ``sam2``: accepted for the usual MONAI Label command line; the app never downloads a bundle
@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any, Dict
 
 from fastapi import HTTPException
+from lib.infers import RequestError, bundle_infers
+from lib.trainers import CineBundleTrainTask
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.train import TrainTask
 
-from lib.infers import RequestError, bundle_infers
-from lib.trainers import CineBundleTrainTask
 from monai_cardiac.errors import CineDataError
 
 logger = logging.getLogger(__name__)

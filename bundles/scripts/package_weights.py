@@ -1,4 +1,5 @@
-"""Ship a bundle's trained weights: copy the network's state dict into ``bundles/<bundle>/models/acdc/`` with a manifest.
+"""Ship a bundle's trained weights: copy the network's state dict into ``bundles/<bundle>/models/acdc/`` \
+with a manifest.
 
     python bundles/scripts/package_weights.py --bundle joint --checkpoint /runs/jacdc/models/model.pt \\
         --command "python -m monai.bundle run training ..." --commit 1234abc --split "acdc_dev seed-0 train split" \\
@@ -36,7 +37,9 @@ def sha256(path: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", required=True, choices=sorted(p.name for p in BUNDLES.iterdir() if (p / "configs").is_dir()))
+    parser.add_argument(
+        "--bundle", required=True, choices=sorted(p.name for p in BUNDLES.iterdir() if (p / "configs").is_dir())
+    )
     parser.add_argument("--checkpoint", required=True, help="the trained checkpoint ({'model': state_dict} or bare)")
     parser.add_argument("--command", required=True, help="the training command that produced it")
     parser.add_argument("--commit", required=True, help="the commit the training ran from")

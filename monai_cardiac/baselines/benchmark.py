@@ -85,7 +85,9 @@ _REFINE_PARAMETERS = ("iterations", "smoothness", "learning_rate", "similarity",
                       "temporal_smoothness")
 METHODS = ("identity", "ffd", "groupwise", "syn", "voxelmorph", *NETWORK_METHODS)
 _CURVE_KEYS = ("lv_volume_track", "lv_volume_ref", "lv_volume_unit")
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
+)
 _REPO = Path(__file__).resolve().parents[2]
 _BUNDLE_CONFIGS = {
     "joint": _REPO / "bundles" / "joint" / "configs" / "train.json",
@@ -127,7 +129,9 @@ def _bundle_network(name: str, config_file: str | None):
     """The network of a bundle's ``network_def`` (motion only: without segmentation branch)."""
     from monai.bundle import ConfigParser
 
-    path = Path(config_file) if config_file else _BUNDLE_CONFIGS["probabilistic" if name == "probabilistic" else "joint"]
+    path = (
+        Path(config_file) if config_file else _BUNDLE_CONFIGS["probabilistic" if name == "probabilistic" else "joint"]
+    )
     if not path.is_file():
         raise FileNotFoundError(f"no bundle config at {path} to build the {name} network from; give --{name}_config")
     parser = ConfigParser()
@@ -455,7 +459,8 @@ def run_benchmark(
         if name in absent:
             continue
         spec = {"name": name, "params": peer_params.get(name, {}), "checkpoint": checkpoints.get(_network_of(name)),
-                "config": configs.get(_network_of(name)), "device": device if name in (*NETWORK_METHODS, "voxelmorph") else "cpu"}
+                "config": configs.get(_network_of(name)),
+                "device": device if name in (*NETWORK_METHODS, "voxelmorph") else "cpu"}
         chosen = _pick(entries, limits.get(name))
         reps = int(repeat_of.get(name, repeat_of.get("default", 1)))
         print(f"[{name}] {len(chosen)} slices, {reps} timed call(s) per slice, {threads} thread(s)", flush=True)
@@ -539,8 +544,8 @@ def cost_table_markdown(rows_by_method: Mapping[str, Sequence[Mapping]], referen
              f"x {reference} = time / {reference}'s time; inversion = the evaluator's inversion of the missing "
              "direction (not in the method's time); peak RSS = the method's worker process (identity = the shared "
              "floor)", "",
-             f"| method | slices ok | failed | s / 50 frames | CPU s / 50 frames | x {reference} | {reference} / method "
-             "| inversion s / 50 frames | peak RSS MB | RSS before first call MB |",
+             f"| method | slices ok | failed | s / 50 frames | CPU s / 50 frames | x {reference} | {reference} "
+             "/ method | inversion s / 50 frames | peak RSS MB | RSS before first call MB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, rows in rows_by_method.items():
         c = costs[name]
@@ -653,7 +658,8 @@ def write_reports(rows_by_method: Mapping[str, Sequence[Mapping]], out_dir: str 
              "Commands (in order; each method's own is in its parameters below):", "",
              *[f"    {c}" for c in run.get("commands", [run.get("command", "")])], "",
              f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {machine.get('platform', '')}; "
-             f"Python {machine.get('python', '')}, torch {machine.get('torch', '')}; GPU: {machine.get('gpu') or 'none'}; "
+             f"Python {machine.get('python', '')}, torch {machine.get('torch', '')}; "
+             f"GPU: {machine.get('gpu') or 'none'}; "
              f"{machine.get('threads', '?')} thread(s) per method (torch, OpenMP, ITK).", "",
              f"Slices: {run.get('num_slices', '?')} ({len(run.get('subjects', []))} subjects); per method: "
              + ", ".join(f"{n} {len(rows)}" for n, rows in rows_by_method.items()) + ".", ""]

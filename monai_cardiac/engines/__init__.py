@@ -26,6 +26,7 @@ from .joint_inference import (
     write_sequence_nifti,
 )
 from .joint_training import STAGES, JointTrainingIteration, JointValidationIteration, stage_parameters
+from .label_propagation import PROPAGATION_MODES, propagate_labels, propagation_fields, temporal_blend_weights
 from .motion_reconstruction import (
     INTERPOLATION_KINDS,
     METHODS,
@@ -59,9 +60,8 @@ from .probabilistic_inference import (
     ProbabilisticResultWriter,
     saver_keys,
 )
-from .label_propagation import PROPAGATION_MODES, propagate_labels, propagation_fields, temporal_blend_weights
-from .tracking_refinement import RefineTrackingd, refine_tracking
 from .probabilistic_training import ProbabilisticMotionTrainingIteration, ProbabilisticMotionValidationIteration
+from .tracking_refinement import RefineTrackingd, refine_tracking
 
 __all__ = [
     "PROPAGATION_MODES",

@@ -81,7 +81,8 @@ def evaluate_joint_sequence(
     Returns:
         the row: ``seg_dice_<structure>`` (mean of ED and ES), ``warp_dice_<s>``, ``warp_mcd_<s>``,
         ``seg_<ed|es>_{overlap,pred,ref}_<s>`` (voxel counts of the predicted and reference structure and their
-        overlap, for :func:`volume_rows`), ``warp_hd_<s>`` (mm), ``unwarped_dice_<s>`` (ES labels against ED labels without motion),
+        overlap, for :func:`volume_rows`), ``warp_hd_<s>`` (mm), ``unwarped_dice_<s>`` (ES labels against ED labels
+        without motion),
         ``folding_pct`` (% of ED heart voxels with det J <= 0), ``epe_px`` and ``zero_motion_epe_px`` (error of
         the ED -> ES motion of the ED heart's voxels: each voxel moved by the estimated ``u_{ES->ED}`` and brought
         back by the true ``u_{ED->ES}`` should land where it started; voxels), ``seconds`` (network time) and
@@ -143,7 +144,9 @@ def evaluate_joint_sequence(
             heart = labels[0][None] > 0
             zero = torch.zeros_like(u_es_to_ed)
             row["epe_px"] = float(end_point_error(compose_displacements(truth, u_es_to_ed), zero, heart).reshape(-1)[0])
-            row["zero_motion_epe_px"] = float(end_point_error(compose_displacements(truth, zero), zero, heart).reshape(-1)[0])
+            row["zero_motion_epe_px"] = float(
+                end_point_error(compose_displacements(truth, zero), zero, heart).reshape(-1)[0]
+            )
     return row
 
 
@@ -343,11 +346,14 @@ def joint_tables_markdown(summaries: dict[str, dict]) -> str:
                   "| model | LV | Myo | RV | LV EF abs error |", "|---|---|---|---|---|"]
         for name, s in summaries.items():
             if "vol_dice_LV" in s:
-                cells = [_mean_std(s, f"vol_dice_{k}") for k in ("LV", "Myo", "RV")] + [_mean_std(s, "lv_ef_abs_error", 1)]
+                cells = (
+                    [_mean_std(s, f"vol_dice_{k}") for k in ("LV", "Myo", "RV")] + [_mean_std(s, "lv_ef_abs_error", 1)]
+                )
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Table 2: ES labels warped onto ED, against the ED labels; MCD and HD in mm (slices of known "
               "spacing where both masks are non-empty)", "",
-              "| model | MCD LV | MCD Myo | MCD RV | HD LV | HD Myo | HD RV | Dice LV | Dice Myo | Dice RV | % det J <= 0 | s / 50 frames |",
+              "| model | MCD LV | MCD Myo | MCD RV | HD LV | HD Myo | HD RV | Dice LV | Dice Myo | Dice RV "
+              "| % det J <= 0 | s / 50 frames |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     unregistered = next((s for s in summaries.values() if "unwarped_dice_LV" in s), None)
     if unregistered is not None:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import InvertibleTransform, Invertd, MapTransform
+from monai.transforms import Invertd, InvertibleTransform, MapTransform
 from monai.utils import TraceKeys, convert_to_numpy, convert_to_tensor, optional_import
 
 from monai_cardiac.data.acdc import acdc_datalist
@@ -113,7 +113,8 @@ def joint_inference_datalist(input_path: str | Path, ed_labels: bool = False) ->
     its own key ``ed_label`` so that no transform mistakes it for the ``label`` it centres on (e.g. to propagate
     the ED labels through the cycle): ``ed_label`` is a list holding that file where the reader lists one
     (ACDC ``patientXXX_frameNN_gt.nii.gz`` of the ED frame; ``label_sa_ED.nii.gz`` in a folder of UK Biobank
-    subjects, not in a single subject's folder, which is read as a bare cine) and is empty otherwise, ``label_frames`` holds its 0-based frame (or is empty), and ``label_map`` is kept where the
+    subjects, not in a single subject's folder, which is read as a bare cine) and is empty otherwise,
+    ``label_frames`` holds its 0-based frame (or is empty), and ``label_map`` is kept where the
     reader gives one. :class:`monai_cardiac.transforms.LoadCined` reads them with ``label_key="ed_label"``.
 
     Args:
@@ -513,7 +514,8 @@ def write_joint_outputs(
 class JointResultWriter:
     """Writer for :class:`monai_cardiac.handlers.SubjectSaver`: stack a subject's slices, then write them.
 
-    The stacked arrays go to :func:`write_joint_outputs`. Each slice record holds ``seg_key`` (labels ``(T, H, W)``), ``ddf_key`` (``u_{ED->t}`` ``(T, 2, H, W)``),
+    The stacked arrays go to :func:`write_joint_outputs`. Each slice record holds ``seg_key`` (labels
+    ``(T, H, W)``), ``ddf_key`` (``u_{ED->t}`` ``(T, 2, H, W)``),
     both on the input slice's grid in file frame order, ``ed_key`` (the file's ED frame),
     ``spacing_known_key`` (optional, default True) and ``"meta"`` (with ``original_affine`` and
     ``filename_or_obj``).

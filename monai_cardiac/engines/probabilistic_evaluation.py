@@ -68,7 +68,6 @@ from monai.utils import convert_to_tensor, optional_import
 from monai_cardiac.data.nifti import NUM_CLASSES, STRUCTURES
 from monai_cardiac.displacement import compose_displacements, invert_displacement, warp_image, warp_labels
 from monai_cardiac.engines.engine_utils import slice_spacing
-from monai_cardiac.inferers import orientation_averaged_joint_outputs
 from monai_cardiac.engines.joint_evaluation import (
     _mean_std,
     _per_structure,
@@ -78,6 +77,7 @@ from monai_cardiac.engines.joint_evaluation import (
     write_rows_csv,
 )
 from monai_cardiac.errors import CineDataError
+from monai_cardiac.inferers import orientation_averaged_joint_outputs
 from monai_cardiac.metrics import (
     compute_contour_distance,
     compute_dice,

@@ -21,7 +21,8 @@ __all__ = ["ProbabilisticMotionTrainingIteration", "ProbabilisticMotionValidatio
 
 
 def _split_sequence(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(B, T, H, W)`` ED-first sequence to the moving ED frame ``(B, 1, H, W)`` and fixed frames ``(B, T-1, H, W)``."""
+    """``(B, T, H, W)`` ED-first sequence to the moving ED frame ``(B, 1, H, W)`` and fixed frames
+    ``(B, T-1, H, W)``."""
     if image.ndim != 4 or image.shape[1] < 2:
         raise ValueError(f"expected an ED-first sequence (B, T >= 2, H, W), got {tuple(image.shape)}")
     return image[:, :1], image[:, 1:]

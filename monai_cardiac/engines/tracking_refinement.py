@@ -4,7 +4,8 @@ A motion network predicts ``u_{ED->t}`` in one pass; on a given cine the fields 
 images by a short optimisation that starts from them (test-time instance optimisation, as classical registration
 does from scratch): minimise, over the fields of all frames at once,
 
-    mean_t D(I_ED(x + u_t(x)), I_t(x))  +  smoothness * Diffusion(u_t)  +  temporal_smoothness * mean_t |u_{t+1} - u_t|^2
+    mean_t D(I_ED(x + u_t(x)), I_t(x))  +  smoothness * Diffusion(u_t)
+        +  temporal_smoothness * mean_t |u_{t+1} - u_t|^2
 
 with Adam, the ED frame's field held at zero. ``D`` is the mean squared error (``similarity="mse"``) or one minus
 the local normalised cross-correlation in a square window (``"lncc"``, MONAI's
@@ -13,7 +14,8 @@ the local normalised cross-correlation in a square window (``"lncc"``, MONAI's
 cine MRI uses, insensitive to the intensity drift of blood and myocardium over the cycle). The temporal term (mean
 over voxels and consecutive frame pairs, in file order after ED, not wrapped around the cycle; the pair (ED, first
 frame) included, whose ED field is zero) ties each frame's field to its neighbours', as group-wise registration
-ties the whole cycle: the small frame-to-frame motion guides the fields of the frames far from ED. Intensities are scaled to [0, 1] by the cine's 1st and
+ties the whole cycle: the small frame-to-frame motion guides the fields of the frames far from ED. Intensities
+are scaled to [0, 1] by the cine's 1st and
 99th percentiles first, so ``smoothness`` means the same on every cine. ``Diffusion`` is the mean squared forward
 difference of the field along each image axis, summed over the axes (the diffusion regulariser of VoxelMorph).
 

@@ -93,7 +93,8 @@ def average_over_orientations(
     orientations = list(orientations) if orientations else dihedral_transforms(square)
     if not square and any(k % 2 for k, _ in orientations):
         raise CineDataError(
-            f"quarter turns of a non-square image {tuple(images.shape[-2:])} change its shape", "average_over_orientations"
+            f"quarter turns of a non-square image {tuple(images.shape[-2:])} change its shape",
+            "average_over_orientations",
         )
     fields_sum, probabilities_sum = None, None
     for k, mirrored in orientations:

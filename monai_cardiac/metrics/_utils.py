@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-
 from monai.config import NdarrayOrTensor
 from monai.metrics.utils import is_binary_tensor, prepare_spacing
 from monai.networks.utils import one_hot
 from monai.utils import convert_to_numpy, convert_to_tensor
+
 from monai_cardiac.data.nifti import check_label_values
 
 __all__ = ["as_one_hot_pair", "masked_mean", "prepare_mask", "spacing_per_item"]

@@ -11,9 +11,9 @@ the axes conjugates ``J``), so no spacing is needed.
 from __future__ import annotations
 
 import torch
-
 from monai.config import NdarrayOrTensor
 from monai.utils import convert_to_tensor
+
 from monai_cardiac.displacement import check_ddf
 
 from ._utils import masked_mean, prepare_mask

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-
 from monai.config import NdarrayOrTensor
 from monai.utils import convert_to_tensor
+
 from monai_cardiac.displacement import check_ddf
 
 from ._utils import masked_mean, prepare_mask, spacing_per_item

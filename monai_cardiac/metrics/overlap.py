@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from monai.config import NdarrayOrTensor
 from monai.metrics import DiceMetric as _MonaiDiceMetric
 from monai.metrics import compute_dice as _monai_compute_dice

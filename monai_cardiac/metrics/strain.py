@@ -60,10 +60,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy import ndimage
-
 from monai.config import NdarrayOrTensor
 from monai.utils import convert_to_numpy, convert_to_tensor
+from scipy import ndimage
+
 from monai_cardiac.displacement import check_ddf, invert_displacement
 from monai_cardiac.errors import CineDataError
 

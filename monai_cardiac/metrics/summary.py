@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from monai.config import NdarrayOrTensor
 from monai.utils import convert_to_numpy
 

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-
 from monai.config import NdarrayOrTensor
 from monai.metrics import CumulativeIterationMetric
 from monai.metrics.utils import do_metric_reduction, get_mask_edges, ignore_background

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-
 from monai.config import NdarrayOrTensor
 from monai.utils import convert_to_numpy
+
 from monai_cardiac.data.nifti import NUM_CLASSES, check_label_values
 
 __all__ = ["ejection_fraction", "structure_volume_curve"]

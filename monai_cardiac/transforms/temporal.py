@@ -350,7 +350,8 @@ class ResampleFramesd(MapTransform, InvertibleTransform):
 
     Label keys resampled in nearest mode use ``d[label_mask_key]`` when present (sparse labels, see
     :class:`ResampleFrames`); other keys in nearest mode (e.g. images, to pick whole frames instead of blending
-    neighbours) copy their nearest input frame. The mask becomes True on the output frames that received labels; ``d[ed_key]``,
+    neighbours) copy their nearest input frame. The mask becomes True on the output frames that received labels;
+    ``d[ed_key]``,
     ``d[es_key]`` and each of ``d[label_frames_key]`` move to their nearest output frame
     (:func:`nearest_resampled_frame`, duplicates dropped) and ``d[num_frames_key]`` becomes ``num_frames``.
     The inverse resamples the arrays back as :meth:`ResampleFrames.inverse` does and restores the recorded mask

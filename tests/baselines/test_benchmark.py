@@ -133,7 +133,9 @@ def test_refined_methods_use_the_networks_checkpoint_and_refine_its_fields():
     assert "--prob_checkpoint" in method_status("probabilistic+refine", {})
     # ED: a blob; frame 1: the blob moved by (2, -1.5); the network's u_{t->ED} is zero (no motion found)
     yy, xx = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
-    cine = torch.stack([torch.exp(-((yy - 20 - dy) ** 2 + (xx - 20 - dx) ** 2) / 40.0) for dy, dx in ((0, 0), (2, -1.5))])
+    cine = torch.stack(
+        [torch.exp(-((yy - 20 - dy) ** 2 + (xx - 20 - dx) ** 2) / 40.0) for dy, dx in ((0, 0), (2, -1.5))]
+    )
     out = refined_motion_fields({"u_ed_to_t": None, "u_t_to_ed": torch.zeros(1, 2, 40, 40), "seconds": 0.5}, cine,
                                 iterations=200, learning_rate=0.1)
     assert out["u_t_to_ed"] is None and out["u_ed_to_t"].shape == (1, 2, 40, 40) and out["seconds"] > 0.5

@@ -8,8 +8,8 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from monai_cardiac.engines.probabilistic_evaluation import evaluate_motion_entry, motion_tables_markdown
 from monai_cardiac.engines.joint_evaluation import summarize_rows
+from monai_cardiac.engines.probabilistic_evaluation import evaluate_motion_entry, motion_tables_markdown
 
 SIZE = (32, 32)
 STRUCTURES = ("RV", "Myo", "LV")

@@ -94,7 +94,8 @@ def test_documented_command_trains_and_reports(tiny_phantom, tmp_path):
     report = tmp_path / "report.json"
     # the tiny phantom folder is not the default one, so the report is asked for explicitly
     done = _cli("bundles/probabilistic_motion/train.json", "training", _overrides(tmp_path, tiny_phantom),
-                ["--report", f"$monai_cardiac.engines.report_phantom_motion(@network, @splits[2], @device, '{report}')"])
+                ["--report",
+                 f"$monai_cardiac.engines.report_phantom_motion(@network, @splits[2], @device, '{report}')"])
     models = tmp_path / "bundle" / "models"
     assert (models / "model.pt").is_file() and (models / "final.pt").is_file()
     state = torch.load(models / "final.pt", weights_only=True)

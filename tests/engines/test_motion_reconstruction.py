@@ -11,7 +11,6 @@ import torch
 from monai.transforms import Compose, ScaleIntensityRangePercentilesd
 
 from monai_cardiac.data import acdc_datalist
-from monai_cardiac.errors import CineDataError
 from monai_cardiac.engines.motion_reconstruction import (
     METHODS,
     SUBSETS,
@@ -23,6 +22,7 @@ from monai_cardiac.engines.motion_reconstruction import (
     transport_figure,
     volume_generator,
 )
+from monai_cardiac.errors import CineDataError
 from monai_cardiac.networks import ProbabilisticMotionModel
 from monai_cardiac.transforms import CropAroundHeartd, LoadCined, ReorderFromEDd
 

@@ -85,7 +85,9 @@ def test_banded_lncc_equals_monai_lncc_with_its_gradients(kernel_type, spatial_d
     target[..., :4] = 0.0  # a flat, zero-padded band exercises the variance floor
     for reduction in ("mean", "sum", "none"):
         args = {"spatial_dims": spatial_dims, "kernel_size": 7, "kernel_type": kernel_type, "reduction": reduction}
-        reference, banded = LocalNormalizedCrossCorrelationLoss(**args), BandedLocalNormalizedCrossCorrelationLoss(**args)
+        reference, banded = (
+            LocalNormalizedCrossCorrelationLoss(**args), BandedLocalNormalizedCrossCorrelationLoss(**args)
+        )
         pred_a = torch.rand(*shape, dtype=torch.float64, requires_grad=True)
         pred_b = pred_a.detach().clone().requires_grad_(True)
         expected, value = reference(pred_a, target), banded(pred_b, target)

@@ -48,7 +48,9 @@ def test_encoder_shapes_and_size_check():
         MotionEncoder((36, 32), latent_dim=D)
     with pytest.raises(ValueError, match="normalisation"):
         MotionEncoder((8, 8), latent_dim=D)  # instance normalisation of a 1 x 1 feature map
-    assert MotionEncoder((8, 8), latent_dim=D, norm=None)(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8))[0].shape == (2, D)
+    assert MotionEncoder((8, 8), latent_dim=D, norm=None)(
+        torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    )[0].shape == (2, D)
 
 
 def test_encoder_instance_norm_makes_code_intensity_invariant():

@@ -141,7 +141,8 @@ class CineBundleInferTask(BundleInferTask):
 
     The bundle's ``preprocessing``, ``inferer`` and ``postprocessing`` come from its ``configs/inference.json``
     through :class:`BundleInferTask` (no copy of the configuration here); the weights from its
-    ``models/model.pt``, or the shipped ``models/acdc/model.pt`` where there is none (:class:`ServedWeights`). The postprocessing must leave, per slice, ``seg`` (labels ``(T, H, W)``) for ``segment``
+    ``models/model.pt``, or the shipped ``models/acdc/model.pt`` where there is none (:class:`ServedWeights`). The
+    postprocessing must leave, per slice, ``seg`` (labels ``(T, H, W)``) for ``segment``
     or ``ddf`` (``u_{ED->t}`` ``(T, 2, H, W)``) for ``track``, on the input slice's grid in the file's frame
     order: both bundles' ``InvertToInputGridd`` do.
 

@@ -87,7 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {"split": args.split, "refine": args.refine, "checkpoint": args.checkpoint or "models/acdc/model.pt",
               "patients": len(rows), "mean_dice": means, "rows": rows, "command": " ".join(sys.argv)}
     (out / "propagation_check.json").write_text(json.dumps(result, indent=1))
-    print(f"per-volume ES Dice, mean over {len(rows)} patients: " + " / ".join(f"{k} {v:.3f}" for k, v in means.items()))
+    print(
+        f"per-volume ES Dice, mean over {len(rows)} patients: "
+        + " / ".join(f"{k} {v:.3f}" for k, v in means.items())
+    )
     return 0
 
 
