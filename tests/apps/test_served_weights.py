@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -24,8 +26,14 @@ def test_trained_weights_win_then_the_shipped_ones_then_the_default_name(tmp_pat
     assert ServedWeights(str(tmp_path)).model_pytorch() == "model.pt"
 
 
-def test_the_repository_bundle_ships_weights_the_app_finds():
-    joint = APP.parents[1] / "bundles" / "joint"
-    assert (joint / "models" / SHIPPED_WEIGHTS).is_file()
-    if not (joint / "models" / "model.pt").is_file():
-        assert ServedWeights(str(joint)).model_pytorch() == SHIPPED_WEIGHTS
+@pytest.mark.parametrize("name", ["joint", "probabilistic_motion"])
+def test_the_repository_bundles_ship_weights_the_app_finds(name):
+    bundle = APP.parents[1] / "bundles" / name
+    weights = bundle / "models" / SHIPPED_WEIGHTS
+    assert weights.is_file() and (weights.parent / "LICENSE").is_file()
+    if not (bundle / "models" / "model.pt").is_file():
+        assert ServedWeights(str(bundle)).model_pytorch() == SHIPPED_WEIGHTS
+    # the manifest and the model-zoo large_files.yml both name the shipped file's hash
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert json.loads((weights.parent / "manifest.json").read_text())["sha256"] == digest
+    assert f'hash_val: "{digest}"' in (bundle / "large_files.yml").read_text()
