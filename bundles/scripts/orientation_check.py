@@ -81,8 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="bundle config files that define network_def and roi_size (later ones override)")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--split", default="test", choices=SPLITS)
-    parser.add_argument("--no_ensemble", action="store_true", help="joint model: run the network once, not "
-                        "averaged over orientations (the inference bundle's orientation_ensemble false)")
+    parser.add_argument("--no_ensemble", action="store_true", help="run the network once, not averaged over "
+                        "orientations (the inference bundle's orientation_ensemble false)")
     parser.add_argument("--tolerance", type=float, default=0.02)
     parser.add_argument("--max_slices", type=int, help="only the first N slices (a quick look)")
     args = parser.parse_args(argv)
@@ -94,13 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_model_weights(network, args.checkpoint)
     entries = split_datalist(args.dataset_dir, args.split)[: args.max_slices]
     motion_model = isinstance(network, ProbabilisticMotionModel)
-    ensemble = not (args.no_ensemble or motion_model)
+    ensemble = not args.no_ensemble
     results = {}
     for name, relaying in views().items():
         preprocessing = cine_preprocessing(roi_size, relaying)
         with torch.inference_mode():
             if motion_model:
-                results[name] = motion_score(evaluate_motion_datalist(network, entries, preprocessing))
+                results[name] = motion_score(evaluate_motion_datalist(network, entries, preprocessing,
+                                                                      orientation_ensemble=ensemble))
             else:
                 results[name] = score(evaluate_joint_datalist(network, entries, preprocessing,
                                                               orientation_ensemble=ensemble))
@@ -111,8 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["max_abs_difference"] = max(abs(result[c] - stored[c]) for c in columns)
     passed = all(r["max_abs_difference"] <= args.tolerance for r in results.values())
     if motion_model:
-        legend = ("tracking = ED labels warped onto ES, compensation = ES labels warped onto ED, means over slices; "
-                  "LV EF error of the tracking, points.")
+        legend = (f"orientation ensemble {'on' if ensemble else 'off'}; tracking = ED labels warped onto ES, "
+                  "compensation = ES labels warped onto ED, means over slices; LV EF error of the tracking, points.")
         header = "| view | tracking LV | tracking Myo | tracking RV | comp. LV | comp. Myo | comp. RV |"
     else:
         legend = (f"orientation ensemble {'on' if ensemble else 'off'}; per-volume Dice = mean over patients of the "

@@ -77,7 +77,7 @@ from monai_cardiac.engines.joint_evaluation import (
     write_rows_csv,
 )
 from monai_cardiac.errors import CineDataError
-from monai_cardiac.inferers import orientation_averaged_joint_outputs
+from monai_cardiac.inferers import average_over_orientations, orientation_averaged_joint_outputs
 from monai_cardiac.metrics import (
     compute_contour_distance,
     compute_dice,
@@ -296,7 +296,11 @@ def _timed(device: torch.device, amp: bool, call):
 
 @torch.inference_mode()
 def probabilistic_motion_fields(
-    model: ProbabilisticMotionModel, image: torch.Tensor, device: torch.device | str = "cpu", amp: bool = False
+    model: ProbabilisticMotionModel,
+    image: torch.Tensor,
+    device: torch.device | str = "cpu",
+    amp: bool = False,
+    orientation_ensemble: bool = False,
 ) -> dict:
     """Both motion fields of a cine slice from the probabilistic model: ``decode(encode(...))`` once.
 
@@ -307,6 +311,9 @@ def probabilistic_motion_fields(
         image: ``(T, H, W)`` cine, ED first, ``(H, W)`` = ``model.spatial_size``.
         device: where the model runs.
         amp: autocast the model.
+        orientation_ensemble: average both fields over the eight in-plane orientations of the cine
+            (:func:`monai_cardiac.inferers.average_over_orientations`: each field turned back, components
+            rotated / mirrored), which makes them exactly equivariant to how the cine was stored; 8 times the cost.
 
     Returns:
         ``{"u_ed_to_t": (T - 1, 2, H, W), "u_t_to_ed": (T - 1, 2, H, W), "seconds": float}``, float32 on the CPU.
@@ -324,9 +331,18 @@ def probabilistic_motion_fields(
         )
     device = torch.device(device)
     frames = torch.as_tensor(image).to(device=device, dtype=torch.float32)
-    moving, fixed = frames[None, :1], frames[None, 1:]
-    out, seconds = _timed(device, amp, lambda: model.decode(model.encode(moving, fixed), moving))
-    return {"u_ed_to_t": out["ddf"][0].float().cpu(), "u_t_to_ed": out["inverse_ddf"][0].float().cpu(),
+
+    def both_fields(cines: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """``(1, N, H, W)`` -> ``(u_{ED->t}, u_{t->ED})`` stacked as ``(1, 2 (N - 1), 2, H, W)``."""
+        out = model.decode(model.encode(cines[:, :1], cines[:, 1:]), cines[:, :1])
+        return torch.cat([out["ddf"], out["inverse_ddf"]], dim=1), None
+
+    if orientation_ensemble:
+        fields, seconds = _timed(device, amp, lambda: average_over_orientations(both_fields, frames[None])[0])
+    else:
+        fields, seconds = _timed(device, amp, lambda: both_fields(frames[None])[0])
+    steps = frames.shape[0] - 1
+    return {"u_ed_to_t": fields[0, :steps].float().cpu(), "u_t_to_ed": fields[0, steps:].float().cpu(),
             "seconds": seconds}
 
 
@@ -374,13 +390,13 @@ def motion_fields(network: torch.nn.Module, image: torch.Tensor, device: torch.d
                   amp: bool = False, orientation_ensemble: bool = False) -> dict:
     """Dispatch to :func:`probabilistic_motion_fields` or :func:`joint_motion_fields` by the network's class.
 
-    ``orientation_ensemble`` applies to the joint network only (see :func:`joint_motion_fields`).
+    ``orientation_ensemble``: see :func:`probabilistic_motion_fields` and :func:`joint_motion_fields`.
 
     Raises:
         TypeError: any other network.
     """
     if isinstance(network, ProbabilisticMotionModel):
-        return probabilistic_motion_fields(network, image, device, amp)
+        return probabilistic_motion_fields(network, image, device, amp, orientation_ensemble)
     if isinstance(network, JointMotionSegNet):
         return joint_motion_fields(network, image, device, amp, orientation_ensemble)
     raise TypeError(f"no motion adapter for {type(network).__name__}; expected ProbabilisticMotionModel or "
@@ -454,6 +470,7 @@ def evaluate_motion_datalist(
     preprocessing,
     device: torch.device | str = "cpu",
     amp: bool = False,
+    orientation_ensemble: bool = False,
 ) -> list[dict]:
     """Score every slice of a data list with :func:`motion_fields` and :func:`evaluate_motion_sequence`.
 
@@ -464,6 +481,7 @@ def evaluate_motion_datalist(
             ``label_mask``, ``dense_label`` and ``ddf`` (true ``u_{ED->t}``) on the same grid.
         device: where the network runs.
         amp: autocast the network.
+        orientation_ensemble: average the fields over the eight in-plane orientations (:func:`motion_fields`).
 
     Returns:
         one row per slice (:func:`evaluate_motion_entry`).
@@ -483,7 +501,7 @@ def evaluate_motion_datalist(
                     "crop to the model's roi_size, or for the phantom write it at that spatial_size",
                     entry.get("image"),
                 )
-            return motion_fields(network, image, device, amp)
+            return motion_fields(network, image, device, amp, orientation_ensemble)
 
         rows.append(evaluate_motion_entry(entry, preprocessing, fields_fn))
     return rows

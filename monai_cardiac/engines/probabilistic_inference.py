@@ -46,6 +46,7 @@ from monai_cardiac.engines.joint_inference import (
     write_sequence_nifti,
 )
 from monai_cardiac.errors import CineDataError
+from monai_cardiac.inferers import average_over_orientations
 
 __all__ = [
     "INPUT_FRAME_MODES",
@@ -145,7 +146,11 @@ class ProbabilisticMotionInferer(Inferer):
     (frame 0), with ``T = N - 1`` frames after ED and ``d`` the model's ``latent_dim``:
 
     - ``track``: ``"ddf"`` ``u_{ED->t}`` ``(B, N, 2, H, W)`` in voxels (frame 0 exactly zero) and ``"z"`` the
-      motion matrix ``(B, d, T)`` (posterior means, deterministic). With ``num_samples`` = ``K`` > 1 also
+      motion matrix ``(B, d, T)`` (posterior means, deterministic). With ``orientation_ensemble`` ``"ddf"`` is
+      the average over the eight in-plane orientations of the cine, each turned back
+      (:func:`monai_cardiac.inferers.average_over_orientations`: exactly equivariant to how the cine is stored, 8
+      times the cost); ``"z"`` and the posterior draws below stay those of the cine as given. With
+      ``num_samples`` = ``K`` > 1 also
       ``"ddf_samples"`` ``(B, N, K, 2, H, W)``: ``u_{ED->t}`` of ``K`` draws from the posterior (frame 0 zero),
       each ``z~_t = mu_t + exp(logvar_t / 2) eps_t`` with ``eps ~ N(0, I)`` for every step, passed through the
       TCN and decoded on the ED frame, as in training without temporal dropout (which would draw from the
@@ -195,6 +200,7 @@ class ProbabilisticMotionInferer(Inferer):
         motion_slice: ``transport`` only: ``"index"`` or ``"middle"``.
         preprocessing: ``transport`` from a cine: the transform turning a data-list entry into the network's
             input (the bundle's ``preprocessing``).
+        orientation_ensemble: ``track`` only: average ``u_{ED->t}`` over the eight in-plane orientations.
 
     Raises:
         ValueError: an unknown mode or ``motion_slice``, a ``reconstruct`` without ``given`` or with entries that
@@ -212,6 +218,7 @@ class ProbabilisticMotionInferer(Inferer):
         motion_input: str | Path | None = None,
         motion_slice: str = "index",
         preprocessing: Callable[[Mapping], Mapping] | None = None,
+        orientation_ensemble: bool = False,
     ) -> None:
         self.mode = _check_mode(mode)
         self.given = None if given is None else self._check_given(given)
@@ -235,6 +242,7 @@ class ProbabilisticMotionInferer(Inferer):
         self.motion_input = None if motion_input is None else str(motion_input)
         self.motion_slice = motion_slice
         self.preprocessing = preprocessing
+        self.orientation_ensemble = bool(orientation_ensemble)
         self._source_codes: list[torch.Tensor] | None = None
 
     @property
@@ -280,7 +288,13 @@ class ProbabilisticMotionInferer(Inferer):
         moving, fixed = cine[:, :1], cine[:, 1:]
         if self.mode == "track":
             z = model.encode(moving, fixed)
-            out = {"ddf": _with_ed(model.decode(z, moving)["ddf"]), "z": z}
+            if self.orientation_ensemble:
+                ddf = average_over_orientations(
+                    lambda c: (model.decode(model.encode(c[:, :1], c[:, 1:]), c[:, :1])["ddf"], None), cine
+                )[0]
+            else:
+                ddf = model.decode(z, moving)["ddf"]
+            out = {"ddf": _with_ed(ddf), "z": z}
             if self.num_samples > 1:
                 out["ddf_samples"] = torch.cat([self._posterior_samples(model, inputs, cine, b)
                                                 for b in range(cine.shape[0])])

@@ -162,6 +162,27 @@ def test_probabilistic_adapter_gives_both_directions():
         probabilistic_motion_fields(model, torch.rand(5, 48, 48))
 
 
+def test_probabilistic_orientation_ensemble_is_equivariant():
+    """Averaged over the eight orientations, the fields of a re-oriented cine are the re-oriented fields."""
+    model = tiny_probabilistic()
+    torch.manual_seed(2)
+    image = torch.rand(4, *SIZE)
+    single = probabilistic_motion_fields(model, image)
+    ensemble = probabilistic_motion_fields(model, image, orientation_ensemble=True)
+    assert ensemble["u_ed_to_t"].shape == single["u_ed_to_t"].shape == (3, 2, *SIZE)
+    # the network alone is not equivariant, so the average differs from the single pass
+    assert not torch.allclose(ensemble["u_ed_to_t"], single["u_ed_to_t"], atol=1e-4)
+    # a mirror of the H axis and a transpose generate all eight orientations: check both
+    mirrored = probabilistic_motion_fields(model, image.flip(1), orientation_ensemble=True)
+    transposed = probabilistic_motion_fields(model, image.transpose(1, 2), orientation_ensemble=True)
+    for key in ("u_ed_to_t", "u_t_to_ed"):
+        field = ensemble[key]  # (T - 1, 2, H, W), components (dH, dW)
+        back = mirrored[key].flip(2)
+        assert torch.allclose(back, torch.stack([-field[:, 0], field[:, 1]], dim=1), atol=1e-4)
+        back = transposed[key].transpose(2, 3)  # components still (dW, dH) of the original axes
+        assert torch.allclose(back.flip(1), field, atol=1e-4)
+
+
 def compose_check(u_ab: torch.Tensor, u_ba: torch.Tensor) -> float:
     from monai_cardiac.displacement import compose_displacements
 

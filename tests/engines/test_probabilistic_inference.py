@@ -263,6 +263,22 @@ def test_simulate_writes_sampled_cines_starting_at_ed(tmp_path, acdc_patient, me
     assert not (out / "patient001" / "patient001_simulated_1.nii.gz").exists()
 
 
+def test_track_with_the_orientation_ensemble_is_equivariant():
+    model = _model()
+    inputs = torch.rand(1, 4, *ROI, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ensemble = ProbabilisticMotionInferer("track", orientation_ensemble=True)
+        out, mirrored = ensemble(inputs, model), ensemble(inputs.flip(2), model)
+        single = ProbabilisticMotionInferer("track")(inputs, model)
+    ddf = out["ddf"]  # (1, N, 2, H, W), ED first and zero
+    assert ddf.shape == single["ddf"].shape and not ddf[:, 0].any()
+    assert not torch.allclose(ddf, single["ddf"], atol=1e-4)  # the single pass is not equivariant
+    assert torch.equal(out["z"], single["z"])  # the code stays the cine's own
+    back = mirrored["ddf"].flip(3)  # mirror of H: the H component changes sign
+    assert torch.allclose(back[:, :, 0], -ddf[:, :, 0], atol=1e-4)
+    assert torch.allclose(back[:, :, 1], ddf[:, :, 1], atol=1e-4)
+
+
 def test_simulate_draws_are_reseeded_per_slice():
     model = _model()
     ed = torch.rand(1, 1, *ROI, generator=torch.Generator().manual_seed(1))
