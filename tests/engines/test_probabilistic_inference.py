@@ -126,9 +126,15 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _normalised(data: np.ndarray) -> np.ndarray:
-    """The preprocessing's intensities of a cine (X, Y, Z, T): each slice's sequence, percentiles 1 / 99 to 0 / 1."""
+    """The preprocessing's intensities of a cine (X, Y, Z, T): each slice's sequence, percentiles 1 / 99 to 0 / 1.
+
+    The scaling comes after the crop to ROI, which zero-pads these small images: the percentiles count the padding
+    (where the padding sits does not change them)."""
     scale = ScaleIntensityRangePercentiles(1, 99, 0.0, 1.0, clip=True)
-    slices = [np.asarray(scale(torch.as_tensor(data[:, :, z].transpose(2, 0, 1)))) for z in range(data.shape[2])]
+    x, y = data.shape[:2]
+    pad = ((0, 0), (0, max(ROI[0] - x, 0)), (0, max(ROI[1] - y, 0)))
+    slices = [np.asarray(scale(torch.as_tensor(np.pad(data[:, :, z].transpose(2, 0, 1), pad))))[:, :x, :y]
+              for z in range(data.shape[2])]
     return np.stack(slices, 0).transpose(2, 3, 0, 1)  # (X, Y, Z, T)
 
 
