@@ -54,6 +54,7 @@ __all__ = [
     "ProbabilisticMotionInferer",
     "ProbabilisticPredictionSplitd",
     "ProbabilisticResultWriter",
+    "displacement_spread",
     "saver_keys",
 ]
 
@@ -82,6 +83,18 @@ def _check_mode(mode: str) -> str:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}.")
     return mode
+
+
+def displacement_spread(samples: torch.Tensor) -> torch.Tensor:
+    """Per-voxel spread of displacement draws: ``sqrt(var_H + var_W)`` over the draws, ``K - 1`` in the denominator.
+
+    Args:
+        samples: ``(N, K, 2, H, W)`` displacements of ``K`` draws for each of ``N`` frames, voxels.
+
+    Returns:
+        ``(N, H, W)`` in voxels (what ``track --num_samples K`` writes to ``<subject>_ddf_std.nii.gz``).
+    """
+    return samples.var(dim=1, correction=1).sum(dim=1).sqrt()
 
 
 def saver_keys(
@@ -289,9 +302,7 @@ class ProbabilisticMotionInferer(Inferer):
         if self.mode == "track":
             z = model.encode(moving, fixed)
             if self.orientation_ensemble:
-                ddf = average_over_orientations(
-                    lambda c: (model.decode(model.encode(c[:, :1], c[:, 1:]), c[:, :1])["ddf"], None), cine
-                )[0]
+                ddf = average_over_orientations(lambda c: (model.track(c[:, :1], c[:, 1:]), None), cine)[0]
             else:
                 ddf = model.decode(z, moving)["ddf"]
             out = {"ddf": _with_ed(ddf), "z": z}
@@ -456,7 +467,7 @@ class ProbabilisticPredictionSplitd(MapTransform):
             d[self.labelled_key] = labelled
             samples = d.pop("ddf_samples", None)
             if samples is not None:
-                d[self.std_key] = samples.var(dim=1, correction=1).sum(dim=1).sqrt()
+                d[self.std_key] = displacement_spread(samples)
                 d[self.samples_seg_key] = self._propagate(ed_labels, samples)
         return d
 

@@ -4,8 +4,9 @@ For each slice of a split of a phantom folder (the bundle's patient split), the 
 cine with ``--num_samples`` draws from its posterior (:class:`~monai_cardiac.engines.ProbabilisticMotionInferer`,
 ``track`` mode, as ``inference.json --num_samples K`` runs it); the per-voxel spread of ``u_{ED->t}`` is
 ``sqrt(var_H + var_W)`` over the draws (``K - 1`` in the denominator), as the bundle writes it to
-``<subject>_ddf_std.nii.gz``. It is averaged over the frames after ED, in three regions of each frame's own grid
-(``u_{ED->t}`` lives on frame ``t``'s grid), taken from that frame's true labels:
+``<subject>_ddf_std.nii.gz`` (the same function, ``displacement_spread``). It is averaged over the frames after
+ED, in three regions of each frame's own grid (``u_{ED->t}`` lives on frame ``t``'s grid), taken from that frame's
+true labels:
 
 - ``border``: voxels within ``--band`` voxels of the myocardium's inner or outer border (where the image
   constrains the motion);
@@ -39,6 +40,7 @@ from monai_cardiac.data.nifti import STRUCTURES
 from monai_cardiac.engines import ProbabilisticMotionInferer
 from monai_cardiac.engines.engine_utils import load_model_weights
 from monai_cardiac.engines.joint_evaluation import phantom_evaluation_preprocessing
+from monai_cardiac.engines.probabilistic_inference import displacement_spread
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 REGIONS = ("border", "pool", "background")
@@ -64,7 +66,7 @@ def slice_spread(network: torch.nn.Module, entry: dict, num_samples: int, band: 
     inferer = ProbabilisticMotionInferer(mode="track", num_samples=num_samples, seed=seed)
     with torch.no_grad():
         samples = inferer(image, network)["ddf_samples"][0]  # (N, K, 2, H, W)
-    spread = samples.var(dim=1, unbiased=True).sum(dim=1).sqrt().numpy()  # (N, H, W)
+    spread = displacement_spread(samples).numpy()  # (N, H, W)
     sums = {name: [] for name in REGIONS}
     for t in range(1, spread.shape[0]):
         for name, mask in region_masks(labels[t], image[0, t].numpy(), band).items():
