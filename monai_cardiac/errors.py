@@ -16,6 +16,7 @@ __all__ = [
     "DEBUG_VARIABLE",
     "CineDataError",
     "brief_error_message",
+    "describe_error",
     "install_brief_error_report",
     "state_dict_mismatch_summary",
 ]
@@ -99,6 +100,23 @@ def brief_error_message(error: BaseException) -> str | None:
             name = f"{cause.filename}: " if cause.filename else ""
             return f"error: {name}{cause.strerror or cause}"
     return None
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for ``error`` wherever it is recorded rather than raised (a failed subject in a summary table).
+
+    Args:
+        error: any exception.
+
+    Returns:
+        :func:`brief_error_message` without its ``"error: "`` prefix for a user's input error; otherwise
+        ``Type: message`` of the exception and of those it was raised from, innermost first, joined by ``" <- "``
+        (MONAI wraps a transform's error in ``RuntimeError: applying transform ...``).
+    """
+    brief = brief_error_message(error)
+    if brief is not None:
+        return brief.removeprefix("error: ")
+    return " <- ".join(reversed([f"{type(cause).__name__}: {cause}" for cause in _chain(error)]))
 
 
 def install_brief_error_report() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monai_cardiac.errors import CineDataError, brief_error_message
+from monai_cardiac.errors import CineDataError, brief_error_message, describe_error
 
 
 def _wrapped(error: BaseException) -> RuntimeError:
@@ -43,3 +43,12 @@ def test_a_checkpoint_that_does_not_fit_is_summarised_in_one_line():
     assert "tensors of another shape (first: encoder." in message and "width_multiplier" in message
     unexpected = sum(k.startswith("seg_head.") for k in checkpoint)
     assert f"0 missing, {unexpected} unexpected" in message
+
+
+def test_describe_error_gives_the_users_line_or_the_chain():
+    wrapped = RuntimeError("Failed to evaluate ConfigExpression")
+    wrapped.__cause__ = CineDataError("NaN in frame 2", "/d/a.nii.gz")
+    assert describe_error(wrapped) == "/d/a.nii.gz: NaN in frame 2"
+    chained = RuntimeError("applying transform LoadCined")
+    chained.__cause__ = EOFError("Compressed file ended")
+    assert describe_error(chained) == "EOFError: Compressed file ended <- RuntimeError: applying transform LoadCined"

@@ -67,6 +67,8 @@ from typing import Any
 
 import numpy as np
 
+from monai_cardiac.errors import describe_error
+
 __all__ = [
     "METHODS",
     "NETWORK_METHODS",
@@ -249,16 +251,6 @@ def read_journal(path: str | Path) -> list[dict]:
     return rows
 
 
-def _describe(error: BaseException) -> str:
-    """``Type: message`` of an exception and of the exceptions it was raised from (MONAI wraps a transform's error)."""
-    parts, seen = [], set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        parts.append(f"{type(error).__name__}: {error}")
-        error = error.__cause__ or error.__context__
-    return " <- ".join(reversed(parts))
-
-
 def _failure(entry: Mapping, method: str, error: str) -> dict:
     return {"subject": entry["subject"], "slice": int(entry.get("slice", 0)), "method": method, "status": "failed",
             "error": " ".join(error.split())[:500]}
@@ -280,7 +272,7 @@ def _worker(spec: dict, entries: list[dict], roi_size, out_dir: str, repeats: in
     try:
         fields_fn, _ = build_method(spec)
     except Exception as error:  # the whole method cannot run: every slice records why
-        message = f"method could not be built: {_describe(error)}"
+        message = f"method could not be built: {describe_error(error)}"
         print(f"[{name}] {message}", flush=True)
         for entry in entries:
             _append(journal, _failure(entry, name, message))
@@ -315,7 +307,7 @@ def _worker(spec: dict, entries: list[dict], roi_size, out_dir: str, repeats: in
             note = (f"{row['seconds']:.2f} s ({int(row['frames'])} frames), Dice ES->ED {row['comp_dice_mean']:.3f} "
                     f"ED->ES {row['track_dice_mean']:.3f}")
         except Exception as error:
-            row = _failure(entry, name, _describe(error))
+            row = _failure(entry, name, describe_error(error))
             note = f"FAILED: {row['error'][:200]}"
             traceback.print_exc()
         _append(journal, row)

@@ -6,12 +6,14 @@ from .acdc import acdc_datalist, read_info_cfg
 from .datalist import cine_header_shape, expand_slices, split_by_subject
 from .dicom import dicom_datalist, read_dicom_cine
 from .phantom import PHANTOM_GROUPS, make_cine_phantom, write_phantom_dataset
+from .screening import ScreenedSubjects, screen_subjects
 from .nifti import Cine, read_nifti_cine, read_nifti_ddf, read_nifti_dense_labels, read_nifti_labels
 from .ukbb import UKBB_LABEL_MAP, ukbb_datalist
 
 __all__ = [
     "Cine",
     "PHANTOM_GROUPS",
+    "ScreenedSubjects",
     "UKBB_LABEL_MAP",
     "acdc_datalist",
     "cine_header_shape",
@@ -24,6 +26,7 @@ __all__ = [
     "read_nifti_ddf",
     "read_nifti_dense_labels",
     "read_nifti_labels",
+    "screen_subjects",
     "split_by_subject",
     "ukbb_datalist",
     "write_phantom_dataset",

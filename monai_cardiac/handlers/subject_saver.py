@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor, decollate_batch
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from monai_cardiac.errors import CineDataError
+from monai_cardiac.errors import CineDataError, describe_error
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -35,6 +35,10 @@ class SubjectSaver:
     Slices may come in any order and subjects may interleave. At the end of an epoch a subject still missing
     slices is an error rather than a silently incomplete volume.
 
+    With ``on_writer_error="record"`` an exception of the writer does not stop the run: the subject is filed in
+    :attr:`failures` (``{"subject", "file", "stage": "writing", "reason"}``) and the next subjects are written
+    (a data-set run, see :class:`~monai_cardiac.handlers.SubjectRunSummary`).
+
     Args:
         writer: called as ``writer(subject, slices)`` once per subject; its return values are kept in
             :attr:`results` under the subject id.
@@ -43,6 +47,10 @@ class SubjectSaver:
         slice_key: key of the 0-based slice index ``z``.
         meta_key: key of a MetaTensor whose meta holds ``spatial_shape`` (and, for the writer, the input's
             ``original_affine`` and ``filename_or_obj``).
+        on_writer_error: ``"raise"`` (default) or ``"record"``.
+
+    Raises:
+        ValueError: an unknown ``on_writer_error``.
     """
 
     def __init__(
@@ -52,11 +60,16 @@ class SubjectSaver:
         subject_key: str = "subject",
         slice_key: str = "slice",
         meta_key: str = "image",
+        on_writer_error: str = "raise",
     ) -> None:
+        if on_writer_error not in ("raise", "record"):
+            raise ValueError(f"on_writer_error must be 'raise' or 'record', got {on_writer_error!r}.")
+        self.on_writer_error = on_writer_error
         self.writer = writer
         self.keys = tuple(keys)
         self.subject_key, self.slice_key, self.meta_key = subject_key, slice_key, meta_key
         self.results: dict[str, Any] = {}
+        self.failures: list[dict[str, str]] = []
         self._pending: dict[str, dict[int, dict[str, Any]]] = {}
         self._num_slices: dict[str, int] = {}
 
@@ -86,7 +99,8 @@ class SubjectSaver:
             item: one slice's entry, holding ``subject_key``, ``slice_key``, ``meta_key`` and ``keys``.
 
         Returns:
-            the writer's return value when the subject was written, else None.
+            the writer's return value when the subject was written, else None (also when its writer failed
+            and ``on_writer_error="record"``).
 
         Raises:
             CineDataError: the item lacks a key or ``spatial_shape``, its slice lies outside the subject's
@@ -111,7 +125,14 @@ class SubjectSaver:
         if len(slices) < num_slices:
             return None
         del self._pending[subject], self._num_slices[subject]
-        self.results[subject] = self.writer(subject, [slices[i] for i in range(num_slices)])
+        try:
+            self.results[subject] = self.writer(subject, [slices[i] for i in range(num_slices)])
+        except Exception as error:  # recorded per subject on request; the run goes on with the next subject
+            if self.on_writer_error == "raise":
+                raise
+            self.failures.append({"subject": subject, "file": str(meta.get("filename_or_obj", "")),
+                                  "stage": "writing", "reason": describe_error(error)})
+            return None
         return self.results[subject]
 
     def _reset(self, engine: Engine) -> None:

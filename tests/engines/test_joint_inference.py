@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -333,15 +334,20 @@ def test_bundle_bad_input_names_the_file(tmp_path):
     assert any(isinstance(e, CineDataError) and "flat.nii.gz" in str(e) and "4D" in str(e) for e in causes)
 
 
+def _command(input_path: Path, ckpt: Path, out: Path) -> list[str]:
+    """The documented inference command line on the small test network."""
+    return [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIG), "--meta_file",
+            str(REPO / "bundles" / "joint" / "configs" / "metadata.json"), "--input", str(input_path),
+            "--ckpt_path", str(ckpt), "--output_dir", str(out), "--width_multiplier", str(WIDTH),
+            "--roi_size", json.dumps(ROI)]
+
+
 def test_command_line_reports_bad_input_in_one_line(tmp_path):
     """The documented inference command on a 3D file: one line naming the file, exit 1, no traceback, no output."""
     flat = tmp_path / "flat.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 3), np.float32), np.eye(4)), str(flat))
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIG), "--meta_file",
-            str(REPO / "bundles" / "joint" / "configs" / "metadata.json"), "--input", str(flat),
-            "--ckpt_path", str(_checkpoint(tmp_path / "model.pt")), "--output_dir", str(out),
-            "--width_multiplier", str(WIDTH), "--roi_size", json.dumps(ROI)]
+    args = _command(flat, _checkpoint(tmp_path / "model.pt"), out)
     env = {k: v for k, v in os.environ.items() if k != DEBUG_VARIABLE}
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 1
@@ -352,3 +358,32 @@ def test_command_line_reports_bad_input_in_one_line(tmp_path):
     debug = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300,
                            env={**env, DEBUG_VARIABLE: "1"})
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "flat.nii.gz" in debug.stderr
+
+
+def test_command_line_finishes_a_dataset_with_one_truncated_subject(tmp_path):
+    """A folder of three subjects, the second truncated: the others are written, summary.csv lists all three with
+    the reason, progress is logged as k / N (of the readable subjects), and the command ends with one line naming
+    the table, exit 1."""
+    root = tmp_path / "ukbb"
+    for name in ("1001", "1002", "1003"):
+        _write_cine(root / name / "sa.nii.gz", shape=(32, 32, 2, 4))
+    broken = root / "1002" / "sa.nii.gz"
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])  # header readable, frames cut off
+    out = tmp_path / "out"
+    args = _command(root, _checkpoint(tmp_path / "model.pt"), out)
+    env = {k: v for k, v in os.environ.items() if k != DEBUG_VARIABLE}
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 1, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines[-2].startswith("error: ") and "summary.csv" in lines[-2] and "1 of 3 subjects failed" in lines[-2]
+    assert "1002" in lines[-2] and "Traceback" not in done.stderr
+    assert "subjects 1 / 2 done" in done.stdout and "subjects 2 / 2 done" in done.stdout  # the bundle's log
+    for name in ("1001", "1003"):
+        assert nib.load(str(out / name / f"{name}_seg.nii.gz")).shape == (32, 32, 2, 4)
+    assert not (out / "1002").exists()
+    with open(out / "summary.csv") as stream:
+        rows = {row["subject"]: row for row in csv.DictReader(stream)}
+    assert list(rows) == ["1001", "1002", "1003"]
+    assert [rows[s]["status"] for s in rows] == ["ok", "failed", "ok"]
+    assert rows["1002"]["stage"] == "loading" and rows["1002"]["file"] == str(broken) and rows["1002"]["reason"]
+    assert rows["1001"]["output"] == str(out / "1001")

@@ -68,3 +68,22 @@ def test_bad_items_raise(items, match):
     with pytest.raises(CineDataError, match=match):
         for item in items:
             saver.add(item)
+
+
+def test_writer_errors_are_recorded_on_request_and_the_next_subjects_written():
+    def writer(subject, slices):
+        if subject == "b":
+            raise CineDataError("EF outside [0, 1]", subject)
+        return subject
+
+    _item_b = _item("b", 0, 1)
+    _item_b["image"].meta["filename_or_obj"] = "/data/b.nii.gz"
+    saver = SubjectSaver(writer, keys=["seg"], on_writer_error="record")
+    _run(saver, [[_item("a", 0, 1)], [_item_b], [_item("c", 0, 1)]])
+    assert saver.results == {"a": "a", "c": "c"}
+    assert saver.failures == [{"subject": "b", "file": "/data/b.nii.gz", "stage": "writing",
+                               "reason": "b: EF outside [0, 1]"}]
+    with pytest.raises(CineDataError, match="EF outside"):  # the default stops at the failing subject
+        _run(SubjectSaver(writer, keys=["seg"]), [[_item("a", 0, 1)], [_item("b", 0, 1)], [_item("c", 0, 1)]])
+    with pytest.raises(ValueError, match="on_writer_error"):
+        SubjectSaver(writer, keys=["seg"], on_writer_error="ignore")
