@@ -89,11 +89,14 @@ def server(tmp_path_factory):
     bundles = _workspace(root / "bundles")
     port = _free_port()
     log_path = root / "server.log"
+    server_tmp = root / "server_tmp"  # the server's temporary folder, where MONAI Label writes the uploads
+    server_tmp.mkdir()
     command = [str(Path(sys.executable).parent / "monailabel"), "start_server", "--app", str(APP), "--studies",
                str(root / "datastore"), "--host", "127.0.0.1", "--port", str(port), "--conf", "bundles", str(bundles),
                "--conf", "zoo_source", "none", "--conf", "sam2", "false"]
     # the monailabel launcher runs `python -m monailabel.main` with the first python on PATH: make it this one
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "TMPDIR": str(server_tmp)}
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO), env=env,
                                    start_new_session=True)
@@ -111,7 +114,7 @@ def server(tmp_path_factory):
             if time.time() > deadline:
                 pytest.fail(f"the server did not answer within {START_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
             time.sleep(1)
-        yield {"url": url, "subjects": subjects, "bundles": bundles, "log": log_path}
+        yield {"url": url, "subjects": subjects, "bundles": bundles, "log": log_path, "tmp": server_tmp}
     finally:
         _stop(process)
         report = os.environ.get("CARDIAC_LABEL_REPORT")
@@ -218,11 +221,12 @@ def test_propagation_of_the_true_ed_label(server, motion):
         assert np.array_equal(labels[..., ed], truth[..., ed])  # the annotated frame is kept as it is
         assert set(np.unique(labels)) <= {0, 1, 2, 3}
         assert result["frames"] == [ed] and result["motion"] == motion and result["refine"] > 0
-        with open(label, "rb") as f:  # the network's fields as they are, for the record
-            _, (unrefined, _), _ = _infer(
-                server, "propagation", subject["id"], {"motion": motion, "frame": ed, "ed": ed, "refine": 0},
+        with open(label, "rb") as f:  # the network's fields as they are, for the record; "false" as a form sends it
+            _, (unrefined, _), unrefined_result = _infer(
+                server, "propagation", subject["id"], {"motion": motion, "frame": ed, "ed": ed, "refine": "false"},
                 files={"label": ("ed_label.nii.gz", f)},
             )
+        assert unrefined_result["refine"] == 0
         figures[subject["id"]] = {
             "es": es,
             "dice_es": {name: _dice(labels[..., es], truth[..., es], k) for k, name in STRUCTURES.items()},
@@ -260,6 +264,14 @@ def test_propagation_from_ed_and_es(server):
 def test_bad_requests_get_a_clear_client_error(server):
     subject = _unlabelled(server)[0]
     truth, affine = _truth(subject)
+    time.sleep(2)  # MONAI Label removes the uploads of the earlier, successful requests after answering
+    before = set(server["tmp"].rglob("*"))
+
+    response, _, _ = _infer(server, "joint_segmentation", "patient999")
+    assert response.status_code == 404 and "patient999" in response.json()["detail"]
+    assert "not in the datastore" in response.json()["detail"]
+    response, _, _ = _infer(server, "joint_segmentation", str(REPO))  # a folder of the server, not of the datastore
+    assert response.status_code == 404 and "not in the datastore" in response.json()["detail"]
 
     response, _, _ = _infer(server, "no_such_model", subject["id"])
     assert response.status_code == 404 and "no_such_model" in response.json()["detail"]
@@ -268,6 +280,7 @@ def test_bad_requests_get_a_clear_client_error(server):
     with open(volume, "rb") as f:
         response, _, _ = _infer(server, "joint_segmentation", None, files={"file": ("volume.nii.gz", f)})
     assert response.status_code == 400 and "4D" in response.json()["detail"]
+    assert "the uploaded image" in response.json()["detail"] and str(server["tmp"]) not in response.json()["detail"]
 
     wrong = _label_file(server, "wrong.nii.gz", truth[:-8, :, :, subject["ed"]], affine)
     with open(wrong, "rb") as f:
@@ -291,6 +304,7 @@ def test_bad_requests_get_a_clear_client_error(server):
 
     response = requests.post(f"{server['url']}/train/no_such_trainer", json={"max_epochs": 1}, timeout=60)
     assert response.status_code == 404 and "no_such_trainer" in response.json()["detail"]
+    assert set(server["tmp"].rglob("*")) <= before  # every upload of a rejected request removed
 
 
 def test_one_epoch_of_training_writes_a_checkpoint(server):

@@ -80,6 +80,20 @@ def _option(request: Dict[str, Any], key: str, default: Any) -> Any:
     return default if value is None or value == "" else value
 
 
+def _iterations(value: Any) -> int:
+    """``refine`` as a number of iterations: an integer >= 0, or as a form client sends it (``"0"``, ``"200"``,
+    ``false`` / ``"false"`` = 0, ``true`` / ``"true"`` = :data:`REFINE_ITERATIONS`)."""
+    if isinstance(value, bool) or str(value).strip().lower() in ("true", "false"):
+        return REFINE_ITERATIONS if str(value).strip().lower() == "true" else 0
+    try:
+        iterations = int(str(value).strip()) if not isinstance(value, float) else -1
+    except ValueError:
+        iterations = -1
+    if iterations < 0:
+        raise RequestError(f"'refine' must be a number of iterations >= 0 (or true / false), got {value!r}")
+    return iterations
+
+
 def _frame(value: Any, name: str, num_frames: int) -> int:
     try:
         frame = int(value)
@@ -246,7 +260,8 @@ class PropagationTask(InferTask):
     - 4D ``(X, Y, Z, T)``: a label sequence in which the frames listed in ``frames`` carry the labels (default:
       the frames holding any foreground; one or two, e.g. ED and ES, typically).
 
-    Options: ``motion`` (a key of ``trackers``: ``"joint"`` or ``"probabilistic"``, default the first),
+    Options: ``motion`` (a key of ``trackers``: ``"joint"`` or ``"probabilistic"``; ``/info`` offers those with
+    weights, the first of them the default),
     ``ed`` (0-based ED frame of the file, where the models' tracking starts, default 0), ``frame`` / ``frames``
     as above, ``mode`` (:data:`~monai_cardiac.engines.label_propagation.PROPAGATION_MODES`, default
     ``"onehot"``), ``refine`` (Adam iterations of
@@ -265,21 +280,25 @@ class PropagationTask(InferTask):
         if not trackers or any(t.output != "track" for t in trackers.values()):
             raise ValueError("trackers must map motion names to CineBundleInferTask(output='track') tasks.")
         self.trackers = dict(trackers)
+        offered = self._offered()
         super().__init__(
             type=InferType.SEGMENTATION,
             labels=dict(LABELS),
             dimension=3,
             description="Propagate the label of one frame (or of ED and ES) to every frame of a cine with a motion "
-            "model (" + ", ".join(self.trackers) + ")",
-            config={"motion": list(self.trackers), "mode": list(PROPAGATION_MODES), "ed": 0,
-                    "refine": REFINE_ITERATIONS},
+            "model (" + ", ".join(offered) + ")",
+            config={"motion": offered, "mode": list(PROPAGATION_MODES), "ed": 0, "refine": REFINE_ITERATIONS},
         )
+
+    def _offered(self) -> List[str]:
+        """The motion models with weights, in the order given (all of them when none has weights yet)."""
+        return [name for name, t in self.trackers.items() if t.is_valid()] or list(self.trackers)
 
     def is_valid(self) -> bool:
         return any(t.is_valid() for t in self.trackers.values())
 
     def _tracker(self, request: Dict[str, Any]) -> CineBundleInferTask:
-        name = str(_option(request, "motion", next(iter(self.trackers))))
+        name = str(_option(request, "motion", self._offered()[0]))
         tracker = self.trackers.get(name)
         if tracker is None:
             raise RequestError(f"unknown motion model {name!r}; choose one of {list(self.trackers)}")
@@ -334,9 +353,7 @@ class PropagationTask(InferTask):
         mode = str(_option(request, "mode", "onehot"))
         if mode not in PROPAGATION_MODES:
             raise RequestError(f"unknown mode {mode!r}; choose one of {list(PROPAGATION_MODES)}")
-        refine = _option(request, "refine", REFINE_ITERATIONS)
-        if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-            raise RequestError(f"'refine' must be a number of iterations >= 0, got {refine!r}")
+        refine = _iterations(_option(request, "refine", REFINE_ITERATIONS))
         slices, latency = tracker.slice_outputs({**request, "ed": ed})
         device = name_to_device(request.get("device"))
         latency["refine"], latency["propagate"] = 0.0, 0.0
