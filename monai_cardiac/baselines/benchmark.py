@@ -67,6 +67,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_cardiac.bundle_paths import bundle_root
 from monai_cardiac.errors import describe_error
 
 __all__ = [
@@ -90,11 +91,12 @@ _CURVE_KEYS = ("lv_volume_track", "lv_volume_ref", "lv_volume_unit")
 _THREAD_VARIABLES = (
     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 )
-_REPO = Path(__file__).resolve().parents[2]
-_BUNDLE_CONFIGS = {
-    "joint": _REPO / "bundles" / "joint" / "configs" / "train.json",
-    "probabilistic": _REPO / "bundles" / "probabilistic_motion" / "configs" / "train.json",
-}
+
+
+def _bundle_config(network: str) -> Path:
+    """The ``train.json`` of the bundle that defines ``network`` (``"probabilistic"`` or a joint network)."""
+    bundle = "probabilistic_motion" if network == "probabilistic" else "joint"
+    return Path(bundle_root(bundle)) / "configs" / "train.json"
 
 
 # ----------------------------------------------------------------------------------------------- methods
@@ -131,9 +133,7 @@ def _bundle_network(name: str, config_file: str | None):
     """The network of a bundle's ``network_def`` (motion only: without segmentation branch)."""
     from monai.bundle import ConfigParser
 
-    path = (
-        Path(config_file) if config_file else _BUNDLE_CONFIGS["probabilistic" if name == "probabilistic" else "joint"]
-    )
+    path = Path(config_file) if config_file else _bundle_config(name)
     if not path.is_file():
         raise FileNotFoundError(f"no bundle config at {path} to build the {name} network from; give --{name}_config")
     parser = ConfigParser()
@@ -167,8 +167,7 @@ def build_method(spec: Mapping[str, Any]) -> tuple[Callable, dict]:
     load_model_weights(network, spec["checkpoint"], device)
     network.eval()
     described = {"network": type(network).__name__, "checkpoint": str(spec["checkpoint"]),
-                 "config": str(spec.get("config") or _BUNDLE_CONFIGS["probabilistic" if base == "probabilistic"
-                                                                  else "joint"]), "device": str(device)}
+                 "config": str(spec.get("config") or _bundle_config(base)), "device": str(device)}
     if base == "motion_only":
         described["segmentation"] = False
     ensemble = bool(params.get("orientation_ensemble", False))  # the joint networks, as the inference bundle runs

@@ -10,6 +10,7 @@ phantom), the end-point error of the ED -> ES motion against the zero-motion err
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -45,6 +46,8 @@ __all__ = [
     "volume_rows",
     "write_rows_csv",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def _per_structure(prefix: str, values: torch.Tensor) -> dict[str, float]:
@@ -298,19 +301,19 @@ def report_phantom_joint(
     if "seg_dice_LV" in summary:
         result["lv_dice"] = summary["seg_dice_LV"]["mean"]
         checks.append(result["lv_dice"] >= min_lv_dice)
-        print(f"held-out phantom ({len(rows)} slices): segmentation Dice LV {result['lv_dice']:.3f} "
+        logger.info(f"held-out phantom ({len(rows)} slices): segmentation Dice LV {result['lv_dice']:.3f} "
               f"Myo {summary['seg_dice_Myo']['mean']:.3f} RV {summary['seg_dice_RV']['mean']:.3f} "
               f"(target LV >= {min_lv_dice})")
     if "epe_px" in summary:
         epe, zero = summary["epe_px"]["mean"], summary["zero_motion_epe_px"]["mean"]
         result["epe_ratio"] = epe / zero
         checks.append(result["epe_ratio"] <= max_epe_ratio)
-        print(f"held-out phantom: ED->ES end-point error {epe:.3f} px vs zero motion {zero:.3f} px, "
+        logger.info(f"held-out phantom: ED->ES end-point error {epe:.3f} px vs zero motion {zero:.3f} px, "
               f"ratio {result['epe_ratio']:.3f} (target <= {max_epe_ratio}); "
               f"warped ES->ED Dice LV {summary['warp_dice_LV']['mean']:.3f}, "
               f"folding {summary['folding_pct']['mean']:.3f} %")
     result["passed"] = bool(checks) and all(checks)
-    print(f"held-out phantom verdict: {'PASSED' if result['passed'] else 'FAILED'}")
+    logger.info(f"held-out phantom verdict: {'PASSED' if result['passed'] else 'FAILED'}")
     if output_file is not None:
         Path(output_file).parent.mkdir(parents=True, exist_ok=True)
         Path(output_file).write_text(json.dumps(result, indent=1))
@@ -388,7 +391,7 @@ def score_checkpoints(
     for name, variant in variants.items():
         path = Path(variant["checkpoint"])
         if not path.is_file():
-            print(f"{name}: no checkpoint at {path}, skipped")
+            logger.info(f"{name}: no checkpoint at {path}, skipped")
             continue
         network = variant["network"].to(device)
         load_model_weights(network, path, device)
@@ -440,7 +443,7 @@ def evaluate_joint_checkpoints(
     for name, rows in all_rows.items():  # per-patient columns join the per-slice ones (their names differ)
         summaries[name].update(summarize_rows(volume_rows(rows)))
     tables = joint_tables_markdown(summaries)
-    print(tables)
+    logger.info(tables)
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)

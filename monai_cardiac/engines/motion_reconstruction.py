@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -56,6 +57,8 @@ __all__ = [
     "transport_figure",
     "volume_generator",
 ]
+
+logger = logging.getLogger(__name__)
 
 LV_LABEL = 3
 INTERPOLATION_KINDS = ("linear", "cubic")
@@ -523,14 +526,14 @@ def reconstruction_study(
     if examples:
         index = int(np.nanargmax([e["ef"] for e in examples])) if example is None else example
         example_slice = examples[index]
-    print(f"motion reconstruction from subsets of frames: {len(examples)} slices ({len(skipped)} skipped: no ED "
+    logger.info(f"motion reconstruction from subsets of frames: {len(examples)} slices ({len(skipped)} skipped: no ED "
           f"labels or no LV at ED), {num_draws} draw(s) per slice, seed {seed}")
-    print(tables)
+    logger.info(tables)
     verdicts = "; ".join(
         f"{n}: model {s['model']:.2f} % vs linear {s['linear']:.2f} % ({s['slices']} slices) "
         f"{'yes' if s['passed'] else 'NO'}" for n, s in target["subsets"].items()
     )
-    print(f"target (model below linear interpolation where {min_given}-{max_given} frames besides ED are given): "
+    logger.info(f"target (model below linear interpolation where {min_given}-{max_given} frames besides ED are given): "
           f"{verdicts or 'no slice qualifies'} -> {'PASSED' if target['passed'] else 'FAILED'}")
 
     result = {"rows": rows, "summary": summary, "target": target, "num_slices": len(examples), "skipped": skipped,
@@ -714,7 +717,7 @@ def transport_figure(
     phases = sorted({0, es // 2, es, es + (num_frames - 1 - es) // 2})
     numbers["phases"] = phases
     numbers["output_file"] = None if output_file is None else str(output_file)
-    print(f"motion transport: {numbers['source']['subject']} ({numbers['source']['group']}) onto "
+    logger.info(f"motion transport: {numbers['source']['subject']} ({numbers['source']['group']}) onto "
           f"{numbers['target']['subject']} ({numbers['target']['group']}): LV EF source tracking "
           f"{100 * numbers['source']['ef']:.1f} %, transported {100 * numbers['transported']['ef']:.1f} %, "
           f"target's own {100 * numbers['target']['ef']:.1f} %")

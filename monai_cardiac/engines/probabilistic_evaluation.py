@@ -55,6 +55,7 @@ when a mask is empty):
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 import warnings
@@ -108,6 +109,8 @@ __all__ = [
     "probabilistic_motion_fields",
     "report_phantom_motion",
 ]
+
+logger = logging.getLogger(__name__)
 
 _LV = 3  # label id of the LV blood pool (docs/conventions.md)
 _CURVE_KEYS = ("lv_volume_track", "lv_volume_ref", "lv_volume_unit")
@@ -653,7 +656,7 @@ def plot_lv_volume_curves(rows_by_variant: Mapping[str, Sequence[dict]], output_
     if not with_curves:
         return False
     if not has_matplotlib:
-        print("matplotlib is not installed: LV volume curves not drawn")
+        logger.info("matplotlib is not installed: LV volume curves not drawn")
         return False
     first = next(iter(with_curves.values()))
     order = sorted(range(len(first)), key=lambda i: -first[i]["lv_ed_voxels"])
@@ -718,7 +721,7 @@ def evaluate_motion_checkpoints(
     tables = motion_tables_markdown(summaries)
     checks = motion_target_checks(summaries)
     tables += "\n" + "\n".join(f"- {line}" for line in checks["lines"]) + "\n"
-    print(tables)
+    logger.info(tables)
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -800,7 +803,7 @@ def report_phantom_motion(
         epe, zero = summary[epe_key]["mean"], summary[zero_key]["mean"]
         result["epe_ratio"] = epe / zero if zero > 0 else float("nan")
         name = "ED->ES (u_{ED->ES}, ES heart)" if direction == "track" else "ES->ED (u_{ES->ED}, ED heart)"
-        print(f"held-out phantom ({len(rows)} slices): {name} end-point error {epe:.3f} px vs zero motion "
+        logger.info(f"held-out phantom ({len(rows)} slices): {name} end-point error {epe:.3f} px vs zero motion "
               f"{zero:.3f} px, ratio {result['epe_ratio']:.3f}; warped Dice "
               f"LV {_mean(summary, f'{direction}_dice_LV'):.3f} Myo {_mean(summary, f'{direction}_dice_Myo'):.3f} "
               f"RV {_mean(summary, f'{direction}_dice_RV'):.3f} (unregistered LV "
@@ -811,7 +814,7 @@ def report_phantom_motion(
                 name: _mean(summary, f"epe_px_{name}") / _mean(summary, f"zero_motion_epe_px_{name}")
                 for name in STRUCTURES
             }
-            print("end-point error / zero motion per ES structure: " + ", ".join(
+            logger.info("end-point error / zero motion per ES structure: " + ", ".join(
                 f"{name} {ratio:.3f}" for name, ratio in result["epe_ratio_per_structure"].items()))
         gated_ratio = result["epe_ratio"] if epe_region == "heart" else result["epe_ratio_per_structure"][epe_region]
         result["gate"][f"epe_ratio_{epe_region}"] = _gate_entry(gated_ratio, max_epe_ratio, upper=True)
@@ -821,10 +824,10 @@ def report_phantom_motion(
             result["gate"]["folding_pct"] = _gate_entry(_mean(summary, f"folding_pct_{direction}"), max_folding_pct,
                                                         upper=True)
         result["passed"] = all(entry["passed"] for entry in result["gate"].values())
-        print("gate: " + ", ".join(f"{key} {entry['value']:.3f} {'<=' if entry['upper'] else '>='} {entry['bound']} "
-                                   f"({'met' if entry['passed'] else 'missed'})"
-                                   for key, entry in result["gate"].items()))
-    print(f"held-out phantom verdict: {'PASSED' if result['passed'] else 'FAILED'}")
+        logger.info("gate: " + ", ".join(
+            f"{key} {entry['value']:.3f} {'<=' if entry['upper'] else '>='} {entry['bound']} "
+            f"({'met' if entry['passed'] else 'missed'})" for key, entry in result["gate"].items()))
+    logger.info(f"held-out phantom verdict: {'PASSED' if result['passed'] else 'FAILED'}")
     if output_file is not None:
         Path(output_file).parent.mkdir(parents=True, exist_ok=True)
         Path(output_file).write_text(json.dumps(result, indent=1))

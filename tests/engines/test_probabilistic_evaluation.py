@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -232,7 +233,8 @@ def test_datalist_rows_read_spacing_and_thickness_where_known():
     assert rows[0]["seconds_per_50_frames"] == pytest.approx(rows[0]["seconds"] * 50 / 4)
 
 
-def test_checkpoints_skip_missing_and_write_tables(tmp_path, capsys):
+def test_checkpoints_skip_missing_and_write_tables(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     entries, preprocessing = synthetic_entries()
     prob, joint = tiny_probabilistic(), tiny_joint()
     torch.save(prob.state_dict(), tmp_path / "tds.pt")  # ignite's bare state dict
@@ -244,7 +246,7 @@ def test_checkpoints_skip_missing_and_write_tables(tmp_path, capsys):
     }
     out = tmp_path / "eval"
     summaries = evaluate_motion_checkpoints(variants, entries, preprocessing, output_dir=str(out))
-    printed = capsys.readouterr().out
+    printed = caplog.text  # the module's logger (the bundles' log)
     assert "no TDS: no checkpoint at" in printed and "target check" in printed
     assert set(summaries) == {"TDS", "joint motion branch"}
     assert "track_dice_mean" in summaries["TDS"] and "track_dice_mean" not in summaries["joint motion branch"]
@@ -290,10 +292,11 @@ def phantom_slices(tmp_path_factory) -> list[dict]:
     return acdc_datalist(root, per="slice")
 
 
-def test_phantom_report_writes_the_verdict(phantom_slices, tmp_path, capsys):
+def test_phantom_report_writes_the_verdict(phantom_slices, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     output = tmp_path / "phantom.json"
     result = report_phantom_motion(tiny_probabilistic(), phantom_slices, output_file=str(output))
-    printed = capsys.readouterr().out
+    printed = caplog.text  # the module's logger (the bundles' log)
     assert "held-out phantom verdict: " in printed and "ED->ES" in printed
     saved = json.loads(output.read_text())
     assert saved["num_slices"] == len(phantom_slices) == 1 and saved["passed"] == result["passed"]
@@ -310,7 +313,8 @@ def test_phantom_report_writes_the_verdict(phantom_slices, tmp_path, capsys):
     assert not np.isnan(result["rows"][0]["lv_volume_ref"]).any()
 
 
-def test_phantom_report_gates_the_myocardium_lv_dice_and_folding(phantom_slices, capsys):
+def test_phantom_report_gates_the_myocardium_lv_dice_and_folding(phantom_slices, caplog):
+    caplog.set_level(logging.INFO)
     model = tiny_probabilistic()
     ungated = report_phantom_motion(model, phantom_slices)
     summary, per_structure = ungated["summary"], ungated["epe_ratio_per_structure"]
@@ -326,7 +330,7 @@ def test_phantom_report_gates_the_myocardium_lv_dice_and_folding(phantom_slices,
         gate = {"max_epe_ratio": myo + 1e-6, "min_dice_lv": dice_lv - 1e-6, "max_folding_pct": 100.0, **kwargs}
         failed = report_phantom_motion(model, phantom_slices, epe_region="Myo", **gate)
         assert not failed["passed"] and sum(not e["passed"] for e in failed["gate"].values()) == 1
-    printed = capsys.readouterr().out
+    printed = caplog.text  # the module's logger (the bundles' log)
     assert "epe_ratio_Myo" in printed and "(missed)" in printed and "verdict: FAILED" in printed
     with pytest.raises(ValueError, match="epe_region"):
         report_phantom_motion(model, phantom_slices, epe_region="aorta")
