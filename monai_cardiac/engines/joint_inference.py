@@ -36,7 +36,9 @@ from monai_cardiac.data.dicom import dicom_datalist
 from monai_cardiac.data.nifti import NUM_CLASSES, check_label_values, nifti_image, spacing_of
 from monai_cardiac.data.ukbb import ukbb_datalist
 from monai_cardiac.displacement import invert_displacement
+from monai_cardiac.engines.strain_outputs import write_strain_outputs
 from monai_cardiac.errors import CineDataError
+from monai_cardiac.metrics.stack_strain import stack_strain
 from monai_cardiac.metrics.volume import ejection_fraction, structure_volume_curve
 
 Figure, _ = optional_import("matplotlib.figure", name="Figure")
@@ -430,8 +432,9 @@ def write_joint_outputs(
     spacing_known: bool = True,
     source: str | None = None,
     plot: bool = True,
+    strain: bool = True,
 ) -> dict[str, Any]:
-    """Write one subject's segmentation, motion, volume table and plot into ``output_dir/subject/``.
+    """Write one subject's segmentation, motion, volume table and plot, and strain into ``output_dir/subject/``.
 
     Files (``X, Y, Z`` are the input's voxel axes, i.e. ``H, W, Z``; frames in the input file's order):
 
@@ -441,7 +444,11 @@ def write_joint_outputs(
     - ``<subject>_volumes.csv``: ``# key: value`` header lines (subject, source, ED frame, spacing, EDV, ESV
       (the smallest volume), ES frame, EF of LV and RV, and a note when the spacing is a placeholder), then
       the columns ``frame, lv_ml, rv_ml, myo_ml``;
-    - ``<subject>_volumes.png``: the LV and RV curves with ED and ES marked (if ``plot``).
+    - ``<subject>_volumes.png``: the LV and RV curves with ED and ES marked (if ``plot``);
+    - with ``strain``, the files of :func:`~monai_cardiac.engines.strain_outputs.write_strain_outputs` (strain
+      curves, AHA segment table with wall thickness, bull's-eye) from
+      :func:`~monai_cardiac.metrics.stack_strain.stack_strain` of the labels and ``u_{ED->t}`` (skipped with a
+      warning when the ED labels hold no myocardium).
 
     Both NIfTI files carry ``file_affine``. Volumes use the voxel size of ``file_affine`` including the
     slice spacing. Without ``labels`` only the displacement file is written.
@@ -455,11 +462,12 @@ def write_joint_outputs(
         ed: 0-based ED frame in file order.
         spacing_known: False where the dataset marks the header spacing as a placeholder.
         source: the input file, recorded in the table.
-        plot: write the PNG (needs matplotlib).
+        plot: write the PNGs (needs matplotlib).
+        strain: write the strain files.
 
     Returns:
         ``{"files": {kind: path}, "summary": {...}}`` with the curves as arrays and the EDV / ESV / EF values
-        (an empty summary without ``labels``).
+        (an empty summary without ``labels``), and with ``strain`` the global strain under ``"strain"``.
 
     Raises:
         CineDataError: shapes that disagree, ``ed`` outside the frames, labels outside 0-3, non-finite motion.
@@ -503,6 +511,16 @@ def write_joint_outputs(
     if plot:
         files["plot"] = folder / f"{subject}_volumes.png"
         _plot_volumes(files["plot"], subject, summary, spacing_known)
+    if strain:
+        try:
+            result = stack_strain(labels_np, ddf_np, (s_h, s_w), ed)
+        except CineDataError as error:
+            logger.warning(f"{subject}: no strain written: {error.problem}")
+        else:
+            keep = ("subject", "source", "ed_frame", "spacing_mm", "note")
+            files.update(write_strain_outputs(folder, subject, result, {k: header[k] for k in keep if k in header},
+                                              plot))
+            summary["strain"] = result["global"]
     logger.info(
         f"{subject}: LV EDV {summary['lv_edv_ml']:.1f} mL, ESV {summary['lv_esv_ml']:.1f} mL, "
         f"EF {100 * summary['lv_ef']:.1f} %; RV EF {100 * summary['rv_ef']:.1f} %; written to {folder}"
@@ -523,7 +541,8 @@ class JointResultWriter:
     Args:
         output_dir: folder that receives one folder per subject.
         seg_key, ddf_key, ed_key, spacing_known_key: keys of the slice records.
-        plot: write the volume plot.
+        plot: write the plots.
+        strain: write the strain files (:func:`write_joint_outputs`).
     """
 
     def __init__(
@@ -534,10 +553,11 @@ class JointResultWriter:
         ed_key: str = "input_ed",
         spacing_known_key: str = "spacing_known",
         plot: bool = True,
+        strain: bool = True,
     ) -> None:
         self.output_dir = output_dir
         self.seg_key, self.ddf_key, self.ed_key, self.spacing_known_key = seg_key, ddf_key, ed_key, spacing_known_key
-        self.plot = plot
+        self.plot, self.strain = plot, strain
 
     def __call__(self, subject: str, slices: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Write ``subject`` from its slice records (slice ``z`` at position ``z``); see :func:`write_joint_outputs`."""
@@ -555,4 +575,5 @@ class JointResultWriter:
             bool(first.get(self.spacing_known_key, True)),
             str(meta.get("filename_or_obj", "")),
             self.plot,
+            self.strain,
         )

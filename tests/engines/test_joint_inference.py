@@ -169,7 +169,8 @@ def test_write_joint_outputs_values(tmp_path):
     ddf[1] = 0
     result = write_joint_outputs(tmp_path, "subj", labels, ddf, affine, ed=1, spacing_known=False, source="c.nii")
     files = result["files"]
-    assert sorted(files) == ["ddf", "plot", "seg", "volumes"] and all(Path(p).is_file() for p in files.values())
+    assert sorted(files) == ["ddf", "plot", "seg", "strain", "strain_bullseye", "strain_segments", "volumes"]
+    assert all(Path(p).is_file() for p in files.values())
 
     seg = nib.load(files["seg"])
     assert seg.get_data_dtype() == np.uint8 and np.allclose(seg.affine, affine)

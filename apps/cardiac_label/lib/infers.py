@@ -62,10 +62,10 @@ OUTPUTS = ("segment", "track")
 LABELS = {name: i + 1 for i, name in enumerate(STRUCTURES)}
 """Label names and ids of the segmentation outputs (ACDC's: 1 RV, 2 Myo, 3 LV)."""
 
-REFINE_ITERATIONS = 200
-"""Default refinement of the tracking fields before propagation (Adam iterations on the cine's frames): in the
-app's server test it lifts the joint model's propagated ES Dice from 0.66 / 0.82 / 0.93 to 0.90 / 0.97 / 0.98
-(RV / Myo / LV, CI's weights) for about 1.7 s per 16-frame phantom slice (docs/monailabel.md)."""
+REFINE_ITERATIONS = 300
+"""Default refinement of the tracking fields before propagation (Adam iterations per level of
+:func:`~monai_cardiac.engines.tracking_refinement.refine_tracking`, whose other defaults were chosen on acdc_dev's
+validation split); figures with and without it: docs/monailabel.md."""
 
 
 class RequestError(ValueError):

@@ -2,8 +2,8 @@
 
 For each patient of a split, the joint inference bundle (``configs/inference.json`` + ``configs/acdc.json``, the
 shipped weights unless ``--checkpoint`` is given) tracks the 4D cine; each slice's tracking fields are refined on
-its own frames (``refine_tracking``, ``--refine`` iterations, the app's default 200) and the ED label is carried to
-every frame (``propagate_labels``, one-hot mode): the same functions, in the same order, as the app's
+its own frames (``refine_tracking``, ``--refine`` iterations per level, the app's default 300) and the ED label
+is carried to every frame (``propagate_labels``, one-hot mode): the same functions, in the same order, as the app's
 ``/infer/propagation`` (apps/cardiac_label/lib/infers.py), without the HTTP server. The propagated ES labels are
 compared with the expert ES labels: Dice per structure over the patient's whole stack.
 
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset_dir", required=True)
     parser.add_argument("--split", default="test", choices=SPLITS)
     parser.add_argument("--checkpoint", help="weights (default: the shipped models/acdc/model.pt)")
-    parser.add_argument("--refine", type=int, default=200, help="refinement iterations per slice (the app's default)")
+    parser.add_argument("--refine", type=int, default=300, help="refinement iterations per level (the app's default)")
     parser.add_argument("--output_dir", required=True)
     args = parser.parse_args(argv)
     subjects = sorted({e["subject"] for e in split_datalist(args.dataset_dir, args.split)})
