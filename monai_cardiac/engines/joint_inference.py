@@ -38,6 +38,7 @@ from monai_cardiac.data.ukbb import ukbb_datalist
 from monai_cardiac.displacement import invert_displacement
 from monai_cardiac.engines.strain_outputs import write_strain_outputs
 from monai_cardiac.errors import CineDataError
+from monai_cardiac.metrics.plausibility import plausibility_flags
 from monai_cardiac.metrics.stack_strain import stack_strain
 from monai_cardiac.metrics.volume import ejection_fraction, structure_volume_curve
 
@@ -433,6 +434,7 @@ def write_joint_outputs(
     source: str | None = None,
     plot: bool = True,
     strain: bool = True,
+    roi_size: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Write one subject's segmentation, motion, volume table and plot, and strain into ``output_dir/subject/``.
 
@@ -464,10 +466,13 @@ def write_joint_outputs(
         source: the input file, recorded in the table.
         plot: write the PNGs (needs matplotlib).
         strain: write the strain files.
+        roi_size: the network's crop ``(h, w)``, for the plausibility flags.
 
     Returns:
-        ``{"files": {kind: path}, "summary": {...}}`` with the curves as arrays and the EDV / ESV / EF values
-        (an empty summary without ``labels``), and with ``strain`` the global strain under ``"strain"``.
+        ``{"files": {kind: path}, "summary": {...}, "flags": [...]}`` with the curves as arrays and the EDV / ESV /
+        EF values (an empty summary without ``labels``), with ``strain`` the global strain under ``"strain"``, and
+        the :func:`~monai_cardiac.metrics.plausibility.plausibility_flags` of the input and the volumes (also
+        written as the ``flags`` header line of the volume table and logged as a warning).
 
     Raises:
         CineDataError: shapes that disagree, ``ed`` outside the frames, labels outside 0-3, non-finite motion.
@@ -490,14 +495,19 @@ def write_joint_outputs(
     folder.mkdir(parents=True, exist_ok=True)
     files = {"ddf": folder / f"{subject}_ddf_ed_to_t.nii.gz"}
     write_ddf_nifti(files["ddf"], ddf_np, affine)
+    s_h, s_w, s_z = spacing_of(affine)
+    geometry = {"spacing_mm": (s_h, s_w, s_z), "image_size": expected[2:], "roi_size": roi_size,
+                "num_frames": expected[0]}
     if labels_np is None:
+        flags = _report_flags(subject, plausibility_flags(**geometry))
         logger.info(f"{subject}: motion written to {folder}")
-        return {"files": {k: str(v) for k, v in files.items()}, "summary": {}}
+        return {"files": {k: str(v) for k, v in files.items()}, "summary": {}, "flags": flags}
     files.update(seg=folder / f"{subject}_seg.nii.gz", volumes=folder / f"{subject}_volumes.csv")
     write_sequence_nifti(files["seg"], labels_np, affine, dtype=labels_np.dtype)
 
-    s_h, s_w, s_z = spacing_of(affine)
     summary = _volume_summary(labels_np, (s_z, s_h, s_w), ed)
+    flags = _report_flags(subject, plausibility_flags(
+        **geometry, volumes={k: summary[k] for k in ("lv_edv_ml", "rv_edv_ml", "lv_ef", "rv_ef")}))
     header = {"subject": subject, "source": source or "", "ed_frame": f"{ed} (0-based, frame order of the input file)",
               "spacing_mm": f"{s_h:.4g} x {s_w:.4g} x {s_z:.4g} (in-plane x slice spacing, from the input's affine)"}
     if not spacing_known:
@@ -507,6 +517,7 @@ def write_joint_outputs(
         header[f"{name}_esv_ml"] = f"{summary[f'{name}_esv_ml']:.4f}"
         header[f"{name}_es_frame"] = summary[f"{name}_es_frame"]
         header[f"{name}_ef"] = f"{summary[f'{name}_ef']:.6f}"
+    header["flags"] = "; ".join(flags) or "none"
     _write_volume_csv(files["volumes"], summary, header)
     if plot:
         files["plot"] = folder / f"{subject}_volumes.png"
@@ -526,7 +537,14 @@ def write_joint_outputs(
         f"EF {100 * summary['lv_ef']:.1f} %; RV EF {100 * summary['rv_ef']:.1f} %; written to {folder}"
         + ("" if spacing_known else " (placeholder spacing)")
     )
-    return {"files": {k: str(v) for k, v in files.items()}, "summary": summary}
+    return {"files": {k: str(v) for k, v in files.items()}, "summary": summary, "flags": flags}
+
+
+def _report_flags(subject: str, flags: list[str]) -> list[str]:
+    """Log the plausibility flags of a subject once, as a warning; return them."""
+    if flags:
+        logger.warning(f"{subject}: implausible input or result: {'; '.join(flags)}")
+    return flags
 
 
 class JointResultWriter:
@@ -543,6 +561,7 @@ class JointResultWriter:
         seg_key, ddf_key, ed_key, spacing_known_key: keys of the slice records.
         plot: write the plots.
         strain: write the strain files (:func:`write_joint_outputs`).
+        roi_size: the network's crop, for the plausibility flags.
     """
 
     def __init__(
@@ -554,10 +573,11 @@ class JointResultWriter:
         spacing_known_key: str = "spacing_known",
         plot: bool = True,
         strain: bool = True,
+        roi_size: Sequence[int] | None = None,
     ) -> None:
         self.output_dir = output_dir
         self.seg_key, self.ddf_key, self.ed_key, self.spacing_known_key = seg_key, ddf_key, ed_key, spacing_known_key
-        self.plot, self.strain = plot, strain
+        self.plot, self.strain, self.roi_size = plot, strain, roi_size
 
     def __call__(self, subject: str, slices: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Write ``subject`` from its slice records (slice ``z`` at position ``z``); see :func:`write_joint_outputs`."""
@@ -576,4 +596,5 @@ class JointResultWriter:
             str(meta.get("filename_or_obj", "")),
             self.plot,
             self.strain,
+            self.roi_size,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,9 +22,10 @@ else:
 
 __all__ = ["SUMMARY_COLUMNS", "SubjectRunSummary"]
 
-SUMMARY_COLUMNS = ("subject", "status", "stage", "file", "reason", "output")
+SUMMARY_COLUMNS = ("subject", "status", "stage", "file", "reason", "output", "flags")
 """Columns of ``summary.csv``: ``status`` is ``ok`` or ``failed``; ``stage`` where it failed (``loading`` or
-``writing``); ``output`` the subject's folder when written."""
+``writing``); ``output`` the subject's folder when written; ``flags`` the writer's plausibility flags
+(:func:`~monai_cardiac.metrics.plausibility.plausibility_flags`, ``"; "``-joined) where its result has them."""
 
 
 def _clock(seconds: float) -> str:
@@ -78,7 +80,8 @@ class SubjectRunSummary:
         engine.logger.info(f"subjects {finished} / {total} done (elapsed {_clock(elapsed)}, ETA {_clock(eta)})")
 
     def _completed(self, engine: Engine) -> None:
-        written = {subject: "ok" for subject in self.saver.results}
+        written = {subject: "; ".join(result.get("flags", [])) if isinstance(result, Mapping) else ""
+                   for subject, result in self.saver.results.items()}
         failed = {f["subject"]: f for f in [*self.screened.failures, *self.saver.failures]}
         order = self.screened.subjects
         self.rows = []
@@ -86,10 +89,10 @@ class SubjectRunSummary:
             if subject in failed:
                 f = failed[subject]
                 self.rows.append({"subject": subject, "status": "failed", "stage": f["stage"], "file": f["file"],
-                                  "reason": f["reason"], "output": ""})
+                                  "reason": f["reason"], "output": "", "flags": ""})
             elif subject in written:
                 self.rows.append({"subject": subject, "status": "ok", "stage": "", "file": "", "reason": "",
-                                  "output": str(self.output_dir / subject)})
+                                  "output": str(self.output_dir / subject), "flags": written[subject]})
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / "summary.csv"
         with open(path, "w", newline="") as stream:

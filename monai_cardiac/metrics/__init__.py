@@ -9,6 +9,8 @@ from __future__ import annotations
 from .jacobian import displacement_gradient, folding_fraction, jacobian_determinant, sdlogj
 from .motion import end_point_error, spatial_gradient_magnitude, temporal_gradient_magnitude, warped_rmse
 from .overlap import DiceMetric, compute_dice
+from .plausibility import PLAUSIBLE_RANGES, plausibility_flags
+from .stack_strain import AHA_SEGMENT_NAMES, stack_strain
 from .strain import (
     AHA_LEVELS,
     DEFAULT_SEPTUM_ANGLE_DEG,
@@ -30,10 +32,12 @@ from .volume import ejection_fraction, structure_volume_curve
 
 __all__ = [
     "AHA_LEVELS",
+    "AHA_SEGMENT_NAMES",
     "CONTOUR_METRICS",
     "ContourDistanceMetric",
     "DEFAULT_SEPTUM_ANGLE_DEG",
     "DiceMetric",
+    "PLAUSIBLE_RANGES",
     "aha_segments",
     "compute_contour_distance",
     "compute_dice",
@@ -48,11 +52,13 @@ __all__ = [
     "lagrangian_displacement",
     "lagrangian_strain",
     "lv_centre",
+    "plausibility_flags",
     "nanmean_excluded",
     "radial_circumferential_strain",
     "rv_insertion_points",
     "sdlogj",
     "segmental_strain_curves",
+    "stack_strain",
     "spatial_gradient_magnitude",
     "strain_directions",
     "structure_volume_curve",

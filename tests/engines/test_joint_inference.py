@@ -388,3 +388,21 @@ def test_command_line_finishes_a_dataset_with_one_truncated_subject(tmp_path):
     assert [rows[s]["status"] for s in rows] == ["ok", "failed", "ok"]
     assert rows["1002"]["stage"] == "loading" and rows["1002"]["file"] == str(broken) and rows["1002"]["reason"]
     assert rows["1001"]["output"] == str(out / "1001")
+
+
+def test_implausible_geometry_and_volumes_are_flagged_in_the_table(tmp_path, caplog):
+    labels = np.zeros((4, 1, 16, 16), np.uint8)
+    labels[:, 0, 6:10, 6:10] = 3  # an LV whose volume does not change: EF 0
+    ddf = np.zeros((4, 2, 1, 16, 16), np.float32)
+    affine = np.diag([1000.0, 1000.0, 8.0, 1.0])  # spacing in micrometres read as mm
+    with caplog.at_level("WARNING"):
+        out = write_joint_outputs(tmp_path, "odd", labels, ddf, affine, ed=0, plot=False, strain=False,
+                                  roi_size=(96, 96))
+    assert "in_plane_spacing_mm 1000 mm outside [0.4, 4] mm" in out["flags"]
+    assert any(f.startswith("image (16, 16) smaller") for f in out["flags"])
+    assert "num_frames 4 outside [10, 100]" in out["flags"] and "lv_ef 0 outside [0.05, 0.9]" in out["flags"]
+    assert "rv_ef is undefined" in out["flags"]  # no RV: EDV 0, EF undefined
+    header, _ = _read_table(Path(out["files"]["volumes"]))
+    assert header["flags"] == "; ".join(out["flags"])
+    assert "odd: implausible input or result" in caplog.text
+

@@ -34,7 +34,8 @@ def _run(tmp_path, writer, subjects, screened_failures, caplog):
 
 
 def test_all_written_gives_a_table_of_ok_rows_and_progress(tmp_path, caplog):
-    summary = _run(tmp_path, lambda s, slices: s, ["p1", "p2", "p3"], [], caplog)
+    summary = _run(tmp_path, lambda s, slices: {"flags": ["lv_ef is undefined"]} if s == "p2" else s,
+                   ["p1", "p2", "p3"], [], caplog)
     progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("subjects ")]
     assert [p.split(" (")[0] for p in progress] == ["subjects 1 / 3 done", "subjects 2 / 3 done", "subjects 3 / 3 done"]
     assert all("ETA" in p for p in progress)
@@ -43,6 +44,7 @@ def test_all_written_gives_a_table_of_ok_rows_and_progress(tmp_path, caplog):
     assert tuple(rows[0]) == SUMMARY_COLUMNS
     assert [(r["subject"], r["status"], r["output"]) for r in rows] == [
         (s, "ok", str(tmp_path / "out" / s)) for s in ("p1", "p2", "p3")]
+    assert [r["flags"] for r in rows] == ["", "lv_ef is undefined", ""]
     assert summary.rows == rows
 
 
