@@ -522,6 +522,9 @@ class ProbabilisticResultWriter:
         mode: one of :data:`MODES`.
         ed_key, spacing_known_key: keys of the slice records.
         plot: write the volume plot (``track`` with ED labels).
+        strain: write the strain files of the propagated ED labels and ``u_{ED->t}`` (``track`` with ED labels;
+            :func:`~monai_cardiac.engines.joint_inference.write_joint_outputs`).
+        roi_size: the network's crop, for the plausibility flags.
 
     Raises:
         ValueError: an unknown mode.
@@ -534,9 +537,12 @@ class ProbabilisticResultWriter:
         ed_key: str = "input_ed",
         spacing_known_key: str = "spacing_known",
         plot: bool = True,
+        strain: bool = True,
+        roi_size: Sequence[int] | None = None,
     ) -> None:
         self.output_dir, self.mode = output_dir, _check_mode(mode)
         self.ed_key, self.spacing_known_key, self.plot = ed_key, spacing_known_key, plot
+        self.strain, self.roi_size = strain, roi_size
 
     def __call__(self, subject: str, slices: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Write ``subject`` from its slice records (slice ``z`` at position ``z``).
@@ -561,6 +567,7 @@ class ProbabilisticResultWriter:
             result = write_joint_outputs(
                 self.output_dir, subject, stack("seg") if labelled else None, stack("ddf"), affine,
                 int(first[self.ed_key]), bool(first.get(self.spacing_known_key, True)), source, self.plot,
+                self.strain, self.roi_size,
             )
             z_path = f"{prefix}_z.npy"
             np.save(z_path, np.stack([convert_to_numpy(s["z"], dtype=np.float32) for s in slices]))

@@ -193,6 +193,12 @@ def test_track_on_an_acdc_patient_propagates_the_ed_labels(tmp_path, acdc_patien
     assert np.allclose(table[:, 1], (seg == 3).sum(axis=(0, 1, 2)) * voxel_ml, atol=1e-3)
     assert float(header["lv_edv_ml"]) == pytest.approx((gt == 3).sum() * voxel_ml, abs=1e-3)
     assert (folder / "patient001_volumes.png").stat().st_size > 0
+    # strain of the propagated ED myocardium: the model's motion is a rigid translation, so no strain
+    strain_text = (folder / "patient001_strain.csv").read_text().splitlines()
+    strain = dict(line[2:].split(": ", 1) for line in strain_text if line.startswith("# "))
+    assert abs(float(strain["peak_global_circumferential_percent"])) < 0.5
+    assert abs(float(strain["peak_global_radial_percent"])) < 0.5
+    assert (folder / "patient001_strain_segments.csv").is_file()
 
     z = np.load(folder / "patient001_z.npy")
     assert z.shape == (2, LATENT, 4) and z.dtype == np.float32 and np.isfinite(z).all()
