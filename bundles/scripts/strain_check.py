@@ -1,0 +1,111 @@
+"""Strain of the models' motion against the phantom's true strain (shared by both bundles).
+
+For phantom stacks of each diagnosis group (the project's phantom, base to apex, noise and bias field as the
+default data), the true motion ``u_{ED->t}`` and each model's (the joint network's ``u_{t->ED}`` inverted; the
+probabilistic model's ``u_{ED->t}``; optionally refined with ``refine_tracking``'s defaults) go through the same
+:func:`monai_cardiac.metrics.stack_strain` with the true ED and ES labels, so only the motion differs. Reported:
+peak global radial and circumferential strain (%) and their differences to the truth, per subject and model.
+
+    python bundles/scripts/strain_check.py --joint_checkpoint bundles/joint/models/acdc/model.pt \\
+        --prob_checkpoint bundles/probabilistic_motion/models/acdc/model.pt --output_dir /tmp/strain_check
+
+Writes ``strain_check.json`` and ``strain_check.md`` into ``--output_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+from monai.transforms import ScaleIntensityRangePercentiles
+
+from monai_cardiac.data import PHANTOM_GROUPS, make_cine_phantom
+from monai_cardiac.displacement import invert_displacement
+from monai_cardiac.engines.engine_utils import load_model_weights
+from monai_cardiac.engines.probabilistic_evaluation import motion_fields
+from monai_cardiac.engines.tracking_refinement import refine_tracking
+from monai_cardiac.metrics import stack_strain
+
+BUNDLES = Path(__file__).resolve().parents[1]
+PEAKS = ("peak_radial_percent", "peak_circumferential_percent")
+
+
+def _network(bundle: str, checkpoint: str) -> torch.nn.Module:
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES / bundle / "configs" / "train.json"))
+    network = parser.get_parsed_content("network_def")
+    load_model_weights(network, checkpoint, "cpu")
+    return network.eval()
+
+
+def tracking_fields(network: torch.nn.Module, cine: np.ndarray, refine: bool) -> np.ndarray:
+    """``u_{ED->t}`` ``(T, 2, Z, H, W)`` of a phantom stack ``(T, Z, H, W)`` (ED first), slice by slice."""
+    scale = ScaleIntensityRangePercentiles(1, 99, 0.0, 1.0, clip=True)
+    fields = []
+    for z in range(cine.shape[1]):
+        image = torch.as_tensor(scale(cine[:, z]), dtype=torch.float32)
+        with torch.no_grad():
+            out = motion_fields(network, image)
+        u = out["u_ed_to_t"] if out["u_ed_to_t"] is not None else invert_displacement(out["u_t_to_ed"])
+        u = torch.cat([torch.zeros_like(u[:1]), u])  # ED's own field
+        fields.append(refine_tracking(image, u) if refine else u)
+    return torch.stack(fields, dim=2).numpy()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--joint_checkpoint")
+    parser.add_argument("--prob_checkpoint")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[11, 12], help="phantom seeds per group")
+    parser.add_argument("--slices", type=int, default=6)
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--no_refine", action="store_true", help="leave out the refined rows")
+    args = parser.parse_args(argv)
+    models = {}
+    if args.joint_checkpoint:
+        models["joint"] = _network("joint", args.joint_checkpoint)
+    if args.prob_checkpoint:
+        models["probabilistic"] = _network("probabilistic_motion", args.prob_checkpoint)
+    rows = []
+    for group in PHANTOM_GROUPS:
+        for seed in args.seeds:
+            p = make_cine_phantom(seed, num_frames=args.frames, spatial_size=(96, 96), num_slices=args.slices,
+                                  group=group)
+            labels, spacing, ed_es = p["label"], tuple(p["spacing"][1:]), {"ed": 0, "es": int(p["es"])}
+            truth = stack_strain(labels, p["ddf"][:, 1:], spacing, **ed_es)["global"]
+            row = {"group": group, "seed": seed, "truth": {k: truth[k] for k in PEAKS}}
+            for name, network in models.items():
+                for refine in (False, True)[: 1 if args.no_refine else 2]:
+                    with warnings.catch_warnings():
+                        warnings.filterwarnings("ignore", message="invert_displacement did not converge")
+                        fields = tracking_fields(network, p["image"], refine)
+                        found = stack_strain(labels, fields, spacing, **ed_es)["global"]
+                    row[name + ("+refine" if refine else "")] = {k: found[k] for k in PEAKS}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    methods = [k for k in rows[0] if k not in ("group", "seed")]
+    summary = {m: {k: float(np.mean([abs(r[m][k] - r["truth"][k]) for r in rows])) for k in PEAKS} for m in methods}
+    lines = ["| method | mean peak radial % | mean peak circumferential % | mean abs error radial | mean abs error "
+             "circumferential |", "|---|---|---|---|---|"]
+    for m in methods:
+        lines.append(f"| {m} | {np.mean([r[m][PEAKS[0]] for r in rows]):.1f} | "
+                     f"{np.mean([r[m][PEAKS[1]] for r in rows]):.1f} | {summary[m][PEAKS[0]]:.1f} | "
+                     f"{summary[m][PEAKS[1]]:.1f} |")
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "strain_check.json").write_text(json.dumps({"rows": rows, "mean_abs_error": summary}, indent=1))
+    (out / "strain_check.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
