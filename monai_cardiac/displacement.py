@@ -15,7 +15,10 @@ a displacement sequence ``(T, S, *spatial)`` as it is and a cine ``(T, *spatial)
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
+from collections.abc import Iterator
 
 import torch
 from monai.config import NdarrayOrTensor
@@ -25,7 +28,31 @@ from monai.utils import GridSampleMode, GridSamplePadMode, convert_to_numpy, con
 
 from monai_cardiac.data.nifti import NUM_CLASSES, check_label_values
 
-__all__ = ["check_ddf", "compose_displacements", "invert_displacement", "warp_image", "warp_labels"]
+__all__ = [
+    "DisplacementInversionWarning",
+    "check_ddf",
+    "compose_displacements",
+    "invert_displacement",
+    "inversion_warnings_logged",
+    "warp_image",
+    "warp_labels",
+]
+
+
+class DisplacementInversionWarning(RuntimeWarning):
+    """:func:`invert_displacement` stopped before its tolerance (e.g. where the field folds).
+
+    Args:
+        change: the last update's largest change, voxels.
+        tolerance: the tolerance it did not reach, voxels.
+        num_iterations: the iterations it ran.
+    """
+
+    def __init__(self, change: float, tolerance: float, num_iterations: int) -> None:
+        super().__init__(f"invert_displacement did not converge: the last update still changed the field by "
+                         f"{change:.3g} voxels (tolerance {tolerance}) after {num_iterations} iterations; the field "
+                         "may fold.")
+        self.change = change
 
 
 def check_ddf(ddf: torch.Tensor, name: str = "ddf") -> torch.Tensor:
@@ -195,10 +222,32 @@ def invert_displacement(
         v = v_next
         if change < tolerance:
             return v
-    warnings.warn(
-        f"invert_displacement did not converge: the last update still changed the field by {change:.3g} voxels "
-        f"(tolerance {tolerance}) after {num_iterations} iterations; the field may fold.",
-        RuntimeWarning,
-        stacklevel=2,
-    )
+    warnings.warn(DisplacementInversionWarning(change, tolerance, num_iterations), stacklevel=2)
     return v
+
+
+@contextlib.contextmanager
+def inversion_warnings_logged(logger: logging.Logger, where: str) -> Iterator[None]:
+    """Gather :func:`invert_displacement`'s non-convergence warnings of a block into one log line naming ``where``.
+
+    A subject's inversions (one per slice, or per frame) would otherwise print one anonymous warning each; this
+    logs, once, how many did not converge and the largest last update, e.g. ``"patient008 slice 3: 2 inversions
+    did not converge (largest last update 0.22 voxels); the tracking field may fold there"``. Other warnings pass
+    through unchanged.
+
+    Args:
+        logger: where the line goes (level WARNING).
+        where: the subject, slice or frame the block works on.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    updates = []
+    for w in caught:
+        if isinstance(w.message, DisplacementInversionWarning):
+            updates.append(w.message.change)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if updates:
+        logger.warning(f"{where}: {len(updates)} inversion(s) did not converge (largest last update "
+                       f"{max(updates):.3g} voxels); the tracking field may fold there")

@@ -187,3 +187,25 @@ def test_numpy_input_is_accepted():
     image = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
     out = warp_image(image, np.zeros((1, 2, 4, 4), dtype=np.float32))
     assert isinstance(out, torch.Tensor) and torch.equal(out, torch.from_numpy(image))
+
+
+def test_inversion_warnings_are_logged_once_with_where_they_came_from(caplog):
+    import logging
+    import warnings
+
+    from monai_cardiac.displacement import DisplacementInversionWarning, inversion_warnings_logged
+
+    logger = logging.getLogger("test_inversion")
+    folding = torch.zeros(2, 2, 16, 16)
+    folding[:, 0, 4:12, 4:12] = 6.0 * torch.sin(torch.arange(8.0))[None, :]  # a field that folds: no inverse
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as passed:
+        warnings.simplefilter("always")
+        with inversion_warnings_logged(logger, "patient008 slice 3"):
+            with pytest.warns(DisplacementInversionWarning):  # raised as before inside the block
+                invert_displacement(folding, num_iterations=3)
+            invert_displacement(folding, num_iterations=3)
+            invert_displacement(folding, num_iterations=3)
+            warnings.warn("something else", UserWarning)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith("patient008 slice 3: 2 inversion(s) did not converge")
+    assert [str(w.message) for w in passed] == ["something else"]  # other warnings pass through

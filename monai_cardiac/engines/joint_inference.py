@@ -35,7 +35,7 @@ from monai_cardiac.data.datalist import cine_header_shape, expand_slices
 from monai_cardiac.data.dicom import dicom_datalist
 from monai_cardiac.data.nifti import NUM_CLASSES, check_label_values, nifti_image, spacing_of
 from monai_cardiac.data.ukbb import ukbb_datalist
-from monai_cardiac.displacement import invert_displacement
+from monai_cardiac.displacement import inversion_warnings_logged, invert_displacement
 from monai_cardiac.engines.strain_outputs import write_strain_outputs
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.metrics.plausibility import plausibility_flags
@@ -215,7 +215,8 @@ class JointPredictionSplitd(MapTransform):
 
     Both outputs are on the network's grid, ED first (see :class:`InvertToInputGridd` to bring them back).
     ``d[seg_key]`` is a MetaTensor with the meta of ``d[pred_key]`` when that is one; ``d[ddf_key]`` is a
-    plain tensor, as displacements are throughout the project.
+    plain tensor, as displacements are throughout the project. An inversion that does not converge is logged once,
+    naming ``d["subject"]`` and ``d["slice"]`` (:func:`monai_cardiac.displacement.inversion_warnings_logged`).
 
     Args:
         pred_key: key of the stacked prediction.
@@ -240,7 +241,9 @@ class JointPredictionSplitd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         pred = d[self.pred_key]
-        labels, ddf = split_joint_prediction(pred, self.num_classes, self.num_iterations, self.tolerance)
+        where = f"{d.get('subject', 'input')} slice {int(d.get('slice', 0))}"
+        with inversion_warnings_logged(logger, where):
+            labels, ddf = split_joint_prediction(pred, self.num_classes, self.num_iterations, self.tolerance)
         d[self.seg_key] = MetaTensor(labels, meta=dict(pred.meta)) if isinstance(pred, MetaTensor) else labels
         d[self.ddf_key] = ddf
         return d
@@ -524,7 +527,8 @@ def write_joint_outputs(
         _plot_volumes(files["plot"], subject, summary, spacing_known)
     if strain:
         try:
-            result = stack_strain(labels_np, ddf_np, (s_h, s_w), ed)
+            with inversion_warnings_logged(logger, f"{subject} strain"):
+                result = stack_strain(labels_np, ddf_np, (s_h, s_w), ed)
         except CineDataError as error:
             logger.warning(f"{subject}: no strain written: {error.problem}")
         else:
