@@ -399,7 +399,7 @@ def test_implausible_geometry_and_volumes_are_flagged_in_the_table(tmp_path, cap
         out = write_joint_outputs(tmp_path, "odd", labels, ddf, affine, ed=0, plot=False, strain=False,
                                   roi_size=(96, 96))
     assert "in_plane_spacing_mm 1000 mm outside [0.4, 4] mm" in out["flags"]
-    assert any(f.startswith("image (16, 16) smaller") for f in out["flags"])
+    assert any(f.startswith("image (16, 16) less than half") for f in out["flags"])
     assert "num_frames 4 outside [10, 100]" in out["flags"] and "lv_ef 0 outside [0.05, 0.9]" in out["flags"]
     assert "rv_ef is undefined" in out["flags"]  # no RV: EDV 0, EF undefined
     header, _ = _read_table(Path(out["files"]["volumes"]))
