@@ -17,6 +17,7 @@ import numpy as np
 from monai_cardiac.errors import CineDataError
 
 __all__ = [
+    "LABEL_IDS",
     "Cine",
     "NUM_CLASSES",
     "STRUCTURES",
@@ -36,6 +37,9 @@ NUM_CLASSES = 4
 
 STRUCTURES = ("RV", "Myo", "LV")
 """Names of the foreground label ids 1, 2, 3, in id order."""
+
+LABEL_IDS = {name: i + 1 for i, name in enumerate(STRUCTURES)}
+"""Label id of each foreground structure: ``{"RV": 1, "Myo": 2, "LV": 3}``."""
 
 
 @dataclass

@@ -33,7 +33,7 @@ from monai.utils import TraceKeys, convert_to_numpy, convert_to_tensor, optional
 from monai_cardiac.data.acdc import acdc_datalist
 from monai_cardiac.data.datalist import cine_header_shape, expand_slices
 from monai_cardiac.data.dicom import dicom_datalist
-from monai_cardiac.data.nifti import NUM_CLASSES, check_label_values, nifti_image, spacing_of
+from monai_cardiac.data.nifti import LABEL_IDS, NUM_CLASSES, check_label_values, nifti_image, spacing_of
 from monai_cardiac.data.ukbb import ukbb_datalist
 from monai_cardiac.displacement import inversion_warnings_logged, invert_displacement
 from monai_cardiac.engines.strain_outputs import write_strain_outputs
@@ -74,7 +74,7 @@ GRID_PRESERVING_OPERATIONS = (
 )
 """Recorded operations whose inverse moves voxel values without resampling them (crops, pads, frame rolls)."""
 
-_VOLUME_LABELS = (("lv", 3), ("rv", 1), ("myo", 2))
+_VOLUME_LABELS = (("lv", LABEL_IDS["LV"]), ("rv", LABEL_IDS["RV"]), ("myo", LABEL_IDS["Myo"]))
 _PLACEHOLDER_NOTE = "volumes in mL use a PLACEHOLDER voxel spacing from the file header (dataset marks it unknown)"
 
 

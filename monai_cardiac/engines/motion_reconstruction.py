@@ -36,6 +36,7 @@ from monai.config import NdarrayOrTensor
 from monai.utils import convert_to_numpy, convert_to_tensor, look_up_option, optional_import
 from scipy.interpolate import CubicSpline, make_interp_spline
 
+from monai_cardiac.data.nifti import LABEL_IDS
 from monai_cardiac.displacement import warp_labels
 from monai_cardiac.engines.engine_utils import load_model_weights, slice_spacing
 from monai_cardiac.engines.joint_evaluation import summarize_rows
@@ -60,7 +61,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LV_LABEL = 3
+LV_LABEL = LABEL_IDS["LV"]
 INTERPOLATION_KINDS = ("linear", "cubic")
 METHODS = ("model", *INTERPOLATION_KINDS)
 
@@ -598,7 +599,7 @@ def select_slice(datalist: Sequence[Mapping], group: str | None = None, subject:
 
 def _contours(ax, labels: np.ndarray) -> None:
     """LV blood pool (red) and epicardium (yellow) outlines of a label map."""
-    for mask, color in ((labels == LV_LABEL, "red"), ((labels == LV_LABEL) | (labels == 2), "yellow")):
+    for mask, color in ((labels == LV_LABEL, "red"), ((labels == LV_LABEL) | (labels == LABEL_IDS["Myo"]), "yellow")):
         if mask.any() and not mask.all():
             ax.contour(mask.astype(float), levels=[0.5], colors=color, linewidths=0.8)
 

@@ -66,7 +66,7 @@ import numpy as np
 import torch
 from monai.utils import convert_to_tensor, optional_import
 
-from monai_cardiac.data.nifti import NUM_CLASSES, STRUCTURES
+from monai_cardiac.data.nifti import LABEL_IDS, NUM_CLASSES, STRUCTURES
 from monai_cardiac.displacement import compose_displacements, invert_displacement, warp_image, warp_labels
 from monai_cardiac.engines.engine_utils import slice_spacing
 from monai_cardiac.engines.joint_evaluation import (
@@ -112,7 +112,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_LV = 3  # label id of the LV blood pool (docs/conventions.md)
+_LV = LABEL_IDS["LV"]  # label id of the LV blood pool (docs/conventions.md)
 _CURVE_KEYS = ("lv_volume_track", "lv_volume_ref", "lv_volume_unit")
 
 

@@ -21,7 +21,7 @@ import torch
 from monai.config import NdarrayOrTensor
 from monai.utils import convert_to_numpy
 
-from monai_cardiac.data.nifti import STRUCTURES
+from monai_cardiac.data.nifti import LABEL_IDS
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.metrics.strain import (
     AHA_LEVELS,
@@ -42,8 +42,6 @@ AHA_SEGMENT_NAMES = {
     13: "apical anterior", 14: "apical septal", 15: "apical inferior", 16: "apical lateral",
 }
 """Names of the AHA segments 1-16 (Cerqueira et al., Circulation 2002)."""
-
-LABELS = {name: i + 1 for i, name in enumerate(STRUCTURES)}
 
 
 def _pooled(curves: Sequence[tuple[int, np.ndarray]]) -> np.ndarray:
@@ -92,26 +90,26 @@ def stack_strain(
     num_frames = lab.shape[0]
     if not 0 <= ed < num_frames:
         raise CineDataError(f"ED frame {ed} is outside the {num_frames} frames", "stack_strain")
-    lv_volume = (lab == LABELS["LV"]).sum(axis=(1, 2, 3))
+    lv_volume = (lab == LABEL_IDS["LV"]).sum(axis=(1, 2, 3))
     es = int(np.argmin(lv_volume)) if es is None else int(es)
     if not 0 <= es < num_frames:
         raise CineDataError(f"ES frame {es} is outside the {num_frames} frames", "stack_strain")
     order = [(ed + k) % num_frames for k in range(num_frames)]
     at_ed = lab[ed]
-    with_myo = [z for z in range(lab.shape[1]) if (at_ed[z] == LABELS["Myo"]).any()]
+    with_myo = [z for z in range(lab.shape[1]) if (at_ed[z] == LABEL_IDS["Myo"]).any()]
     if not with_myo:
         raise CineDataError("no myocardium in the ED labels: no strain to measure", "stack_strain")
     levels = {}
     for level, group in zip(AHA_LEVELS, np.array_split(with_myo if base_first else with_myo[::-1], 3)):
         levels.update({int(z): level for z in group})
-    with_rv = [z for z in with_myo if (at_ed[z] == LABELS["RV"]).any()]
+    with_rv = [z for z in with_myo if (at_ed[z] == LABEL_IDS["RV"]).any()]
 
     global_curves: list[tuple[int, np.ndarray]] = []
     segment_curves: dict[int, list[tuple[int, np.ndarray]]] = {}
     thickness: dict[int, dict[str, list[tuple[int, float]]]] = {}
     slices = []
     for z in with_myo:
-        myo, lv, rv = (at_ed[z] == LABELS[k] for k in ("Myo", "LV", "RV"))
+        myo, lv, rv = (at_ed[z] == LABEL_IDS[k] for k in ("Myo", "LV", "RV"))
         d = lagrangian_displacement(u[order, :, z], spacing)
         curves = global_strain_curves(d, myo, lv, spacing)
         global_curves.append((curves["num_voxels"], np.stack([curves["radial_percent"].detach().numpy(),
@@ -125,7 +123,7 @@ def stack_strain(
             segment_curves.setdefault(sid, []).append(
                 (c["num_voxels"], np.stack([c["radial_percent"].detach().numpy(),
                                             c["circumferential_percent"].detach().numpy()])))
-        es_myo, es_lv = lab[es, z] == LABELS["Myo"], lab[es, z] == LABELS["LV"]
+        es_myo, es_lv = lab[es, z] == LABEL_IDS["Myo"], lab[es, z] == LABEL_IDS["LV"]
         ed_wall = wall_thickness(myo, lv, spacing, segments)["segments"]
         es_wall = wall_thickness(es_myo, es_lv, spacing, _nearest_segments(segments, es_myo))["segments"] \
             if es_myo.any() else {}
@@ -165,7 +163,7 @@ def _peaks(curves: np.ndarray) -> dict[str, Any]:
 
 def _anterior_of(labels: np.ndarray, spacing: Sequence[float], direction: str) -> float:
     """The anterior RV insertion angle (``theta``, degrees) of a slice whose labels hold an RV."""
-    myo, lv, rv = (labels == LABELS[k] for k in ("Myo", "LV", "RV"))
+    myo, lv, rv = (labels == LABEL_IDS[k] for k in ("Myo", "LV", "RV"))
     return float(rv_insertion_points(myo, lv, rv, spacing, direction)["anterior_angle"])
 
 

@@ -35,7 +35,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.tasks.infer.bundle import BundleConstants, BundleInferTask
 from monailabel.utils.others.generic import name_to_device
 
-from monai_cardiac.data.nifti import STRUCTURES, Cine, read_nifti_dense_labels, read_nifti_labels
+from monai_cardiac.data.nifti import LABEL_IDS, Cine, read_nifti_dense_labels, read_nifti_labels
 from monai_cardiac.engines.joint_inference import joint_inference_datalist, write_ddf_nifti, write_sequence_nifti
 from monai_cardiac.engines.label_propagation import PROPAGATION_MODES, propagate_labels
 from monai_cardiac.engines.tracking_refinement import refine_tracking
@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 OUTPUTS = ("segment", "track")
 """What a :class:`CineBundleInferTask` returns: labels of every frame, or the tracking fields ``u_{ED->t}``."""
 
-LABELS = {name: i + 1 for i, name in enumerate(STRUCTURES)}
+LABELS = dict(LABEL_IDS)
 """Label names and ids of the segmentation outputs (ACDC's: 1 RV, 2 Myo, 3 LV)."""
 
 REFINE_ITERATIONS = 300
