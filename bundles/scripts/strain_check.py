@@ -23,24 +23,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.bundle import ConfigParser
 from monai.transforms import ScaleIntensityRangePercentiles
 
+from monai_cardiac.baselines.benchmark import bundle_network, tracking_field
 from monai_cardiac.data import PHANTOM_GROUPS, make_cine_phantom
-from monai_cardiac.displacement import invert_displacement
 from monai_cardiac.engines.engine_utils import load_model_weights
 from monai_cardiac.engines.probabilistic_evaluation import motion_fields
 from monai_cardiac.engines.tracking_refinement import refine_tracking
 from monai_cardiac.metrics import stack_strain
 
-BUNDLES = Path(__file__).resolve().parents[1]
 PEAKS = ("peak_radial_percent", "peak_circumferential_percent")
 
 
-def _network(bundle: str, checkpoint: str) -> torch.nn.Module:
-    parser = ConfigParser()
-    parser.read_config(str(BUNDLES / bundle / "configs" / "train.json"))
-    network = parser.get_parsed_content("network_def")
+def _network(name: str, checkpoint: str) -> torch.nn.Module:
+    """The bundle's network (``"joint"`` or ``"probabilistic"``, as the benchmark builds it) with ``checkpoint``."""
+    network = bundle_network(name)
     load_model_weights(network, checkpoint, "cpu")
     return network.eval()
 
@@ -53,8 +50,8 @@ def tracking_fields(network: torch.nn.Module, cine: np.ndarray, refine: bool) ->
         image = torch.as_tensor(scale(cine[:, z]), dtype=torch.float32)
         with torch.no_grad():
             out = motion_fields(network, image)
-        u = out["u_ed_to_t"] if out["u_ed_to_t"] is not None else invert_displacement(out["u_t_to_ed"])
-        u = torch.cat([torch.zeros_like(u[:1]), u])  # ED's own field
+        u = tracking_field(out)
+        u = torch.cat([torch.zeros_like(u[:1]), u])  # ED's own field first
         fields.append(refine_tracking(image, u) if refine else u)
     return torch.stack(fields, dim=2).numpy()
 
@@ -73,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.joint_checkpoint:
         models["joint"] = _network("joint", args.joint_checkpoint)
     if args.prob_checkpoint:
-        models["probabilistic"] = _network("probabilistic_motion", args.prob_checkpoint)
+        models["probabilistic"] = _network("probabilistic", args.prob_checkpoint)
     rows = []
     for group in PHANTOM_GROUPS:
         for seed in args.seeds:

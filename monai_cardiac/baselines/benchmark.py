@@ -74,10 +74,12 @@ __all__ = [
     "METHODS",
     "NETWORK_METHODS",
     "REFINED",
+    "bundle_network",
     "main",
     "method_status",
     "refined_motion_fields",
     "run_benchmark",
+    "tracking_field",
     "write_reports",
 ]
 
@@ -129,7 +131,7 @@ def method_status(name: str, checkpoints: Mapping[str, str | None]) -> str | Non
     return None
 
 
-def _bundle_network(name: str, config_file: str | None):
+def bundle_network(name: str, config_file: str | None = None):
     """The network of a bundle's ``network_def`` (motion only: without segmentation branch)."""
     from monai.bundle import ConfigParser
 
@@ -163,7 +165,7 @@ def build_method(spec: Mapping[str, Any]) -> tuple[Callable, dict]:
         peer = PEERS[name](**params)
         return peer.motion_fields, peer.parameters()
     base = _network_of(name)
-    network = _bundle_network(base, spec.get("config")).to(device)
+    network = bundle_network(base, spec.get("config")).to(device)
     load_model_weights(network, spec["checkpoint"], device)
     network.eval()
     described = {"network": type(network).__name__, "checkpoint": str(spec["checkpoint"]),
@@ -183,12 +185,20 @@ def build_method(spec: Mapping[str, Any]) -> tuple[Callable, dict]:
     return (lambda image, spacing: refined_motion_fields(fields(image, spacing), image, **refine)), described
 
 
+def tracking_field(out: Mapping[str, Any]):
+    """The tracking field ``u_{ED->t}`` ``(T - 1, 2, H, W)`` of a method's fields ``{"u_ed_to_t", "u_t_to_ed"}``:
+    as given, or the inverse of ``u_{t->ED}`` (:func:`~monai_cardiac.displacement.invert_displacement`)."""
+    from monai_cardiac.displacement import invert_displacement
+
+    return out["u_ed_to_t"] if out["u_ed_to_t"] is not None else invert_displacement(out["u_t_to_ed"])
+
+
 def refined_motion_fields(out: Mapping[str, Any], image, **refine: Any) -> dict:
     """A network's motion fields with its tracking fields ``u_{ED->t}`` refined on the slice's own frames.
 
     Args:
         out: ``{"u_ed_to_t", "u_t_to_ed", "seconds"}`` of the network; a missing ``u_{ED->t}`` is the inverse of
-            ``u_{t->ED}`` (:func:`~monai_cardiac.displacement.invert_displacement`).
+            ``u_{t->ED}`` (:func:`tracking_field`).
         image: the slice ``(T, H, W)``, ED first.
         refine: keyword arguments of :func:`~monai_cardiac.engines.refine_tracking`.
 
@@ -198,11 +208,10 @@ def refined_motion_fields(out: Mapping[str, Any], image, **refine: Any) -> dict:
     """
     import torch
 
-    from monai_cardiac.displacement import invert_displacement
     from monai_cardiac.engines.tracking_refinement import refine_tracking
 
     start = time.perf_counter()
-    tracking = out["u_ed_to_t"] if out["u_ed_to_t"] is not None else invert_displacement(out["u_t_to_ed"])
+    tracking = tracking_field(out)
     tracking = torch.cat([torch.zeros_like(tracking[:1]), tracking])  # ED's own field: the identity
     refined = refine_tracking(image, tracking, reference=0, **refine)[1:]
     return {"u_ed_to_t": refined, "u_t_to_ed": None, "seconds": out["seconds"] + time.perf_counter() - start}
