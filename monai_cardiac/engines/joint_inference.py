@@ -528,7 +528,7 @@ def write_joint_outputs(
     if strain:
         try:
             with inversion_warnings_logged(logger, f"{subject} strain"):
-                result = stack_strain(labels_np, ddf_np, (s_h, s_w), ed)
+                result = stack_strain(labels_np, ddf_np, (s_h, s_w), ed, es=summary["lv_es_frame"])
         except CineDataError as error:
             logger.warning(f"{subject}: no strain written: {error.problem}")
         else:
