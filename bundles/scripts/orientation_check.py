@@ -32,7 +32,7 @@ from monai.bundle import ConfigParser
 from monai.transforms import Flipd, Rotate90d, SpatialPadd
 
 from monai_cardiac.baselines.data import SPLITS, cine_preprocessing, split_datalist
-from monai_cardiac.engines.engine_utils import load_model_weights
+from monai_cardiac.checkpoints import load_model_weights
 from monai_cardiac.engines.joint_evaluation import evaluate_joint_datalist, volume_rows
 from monai_cardiac.engines.probabilistic_evaluation import evaluate_motion_datalist
 from monai_cardiac.inferers import dihedral_transforms

@@ -5,8 +5,10 @@ with a manifest.
         --command "python -m monai.bundle run training ..." --commit 1234abc --split "acdc_dev seed-0 train split" \\
         --figures figures.json [--max_mb 25]
 
-Only the weights are kept (a ``{"model": state_dict}`` checkpoint, as the bundles' ``CheckpointLoader`` reads it),
-stored as float32. ``manifest.json`` beside them records the sha256 and size of ``model.pt``, the training command,
+Only the weights are kept (a ``{"model": state_dict}`` checkpoint, as the bundles' checkpoint loaders read it),
+stored as float32, with the checkpoint's description of its network and training run (``"run"``, see
+``monai_cardiac.checkpoints``) when it has one; the checkpoint of an unfinished run is refused unless
+``--allow_unfinished``. ``manifest.json`` beside them records the sha256 and size of ``model.pt``, the training command,
 the commit it ran from, the data split, the figures (any JSON object, e.g. the evaluation summaries) and the date.
 Refuses a result over ``--max_mb``. Training never writes into ``models/acdc/``: this script is the only way in.
 """
@@ -22,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from monai_cardiac.checkpoints import RUN_KEY, read_checkpoint
 
 BUNDLES = Path(__file__).resolve().parents[1]
 
@@ -47,15 +51,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--figures", help="JSON file of figures to record (evaluation summaries)")
     parser.add_argument("--notes", default="", help="anything else a user should know")
     parser.add_argument("--max_mb", type=float, default=25.0)
+    parser.add_argument("--output_dir", help="where to write (default: bundles/<bundle>/models/acdc)")
+    parser.add_argument("--allow_unfinished", action="store_true", help="ship the checkpoint of an unfinished run")
     args = parser.parse_args(argv)
 
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    state = state.get("model", state)
+    state, description = read_checkpoint(args.checkpoint)
+    if description is not None and not description.get("finished", True) and not args.allow_unfinished:
+        print(f"error: {args.checkpoint}: the checkpoint of an unfinished training run (stage "
+              f"{description.get('stage')!r}, epoch {description.get('epoch')} of {description.get('max_epochs')}); "
+              "finish the run or pass --allow_unfinished", file=sys.stderr)
+        return 1
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    out = BUNDLES / args.bundle / "models" / "acdc"
+    out = Path(args.output_dir) if args.output_dir else BUNDLES / args.bundle / "models" / "acdc"
     out.mkdir(parents=True, exist_ok=True)
     target = out / "model.pt"
-    torch.save({"model": state}, target)
+    torch.save({"model": state, **({RUN_KEY: description} if description is not None else {})}, target)
     size_mb = target.stat().st_size / 2**20
     if size_mb > args.max_mb:
         target.unlink()
@@ -67,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "size_mb": round(size_mb, 3),
         "parameters": int(sum(v.numel() for k, v in state.items() if v.is_floating_point())),
         "training_command": args.command,
+        "run": description,
         "commit": args.commit,
         "split": args.split,
         "figures": json.loads(Path(args.figures).read_text()) if args.figures else {},

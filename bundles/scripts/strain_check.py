@@ -26,8 +26,8 @@ import torch
 from monai.transforms import ScaleIntensityRangePercentiles
 
 from monai_cardiac.baselines.benchmark import bundle_network, tracking_field
+from monai_cardiac.checkpoints import load_model_weights
 from monai_cardiac.data import PHANTOM_GROUPS, make_cine_phantom
-from monai_cardiac.engines.engine_utils import load_model_weights
 from monai_cardiac.engines.probabilistic_evaluation import motion_fields
 from monai_cardiac.engines.tracking_refinement import refine_tracking
 from monai_cardiac.metrics import stack_strain

@@ -154,7 +154,7 @@ def build_method(spec: Mapping[str, Any]) -> tuple[Callable, dict]:
     import torch
 
     from monai_cardiac.baselines import PEERS, VoxelMorphRegistration
-    from monai_cardiac.engines.engine_utils import load_model_weights
+    from monai_cardiac.checkpoints import load_model_weights
     from monai_cardiac.engines.probabilistic_evaluation import motion_fields
 
     name, params, device = spec["name"], dict(spec.get("params") or {}), spec.get("device", "cpu")

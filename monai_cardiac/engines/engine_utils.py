@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,7 @@ from monai.utils import convert_to_numpy
 
 from monai_cardiac.data.nifti import spacing_of
 
-__all__ = ["batch_to_device", "engine_autocast", "load_model_weights", "optimizer_step", "slice_spacing"]
+__all__ = ["batch_to_device", "engine_autocast", "optimizer_step", "slice_spacing"]
 
 
 def batch_to_device(engine, batchdata: dict) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -54,25 +53,6 @@ def optimizer_step(engine, loss: torch.Tensor) -> None:
     else:
         loss.backward()
         engine.optimizer.step()
-
-
-def load_model_weights(network: torch.nn.Module, checkpoint: str | Path, device: torch.device | str = "cpu") -> None:
-    """Load a bundle checkpoint into ``network``.
-
-    Args:
-        network: the module to fill.
-        checkpoint: a file holding ``{"model": state_dict}`` or the bare state dict that ignite's
-            ``CheckpointSaver`` writes for a single saved object.
-        device: where the tensors are mapped.
-
-    Raises:
-        FileNotFoundError: when ``checkpoint`` is not a file.
-    """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location=device, weights_only=True)
-    network.load_state_dict(state.get("model", state))
 
 
 def slice_spacing(image: Any, entry: Mapping) -> tuple[np.ndarray, bool]:

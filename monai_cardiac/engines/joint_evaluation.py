@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from monai.transforms import Compose, ScaleIntensityRangePercentilesd
 
+from monai_cardiac.checkpoints import load_model_weights
 from monai_cardiac.data.nifti import NUM_CLASSES, STRUCTURES
 from monai_cardiac.displacement import compose_displacements, warp_labels
-from monai_cardiac.engines.engine_utils import load_model_weights, slice_spacing
+from monai_cardiac.engines.engine_utils import slice_spacing
 from monai_cardiac.inferers import orientation_averaged_joint_outputs
 from monai_cardiac.metrics import (
     compute_contour_distance,

@@ -36,9 +36,10 @@ from monai.config import NdarrayOrTensor
 from monai.utils import convert_to_numpy, convert_to_tensor, look_up_option, optional_import
 from scipy.interpolate import CubicSpline, make_interp_spline
 
+from monai_cardiac.checkpoints import load_model_weights
 from monai_cardiac.data.nifti import LABEL_IDS
 from monai_cardiac.displacement import warp_labels
-from monai_cardiac.engines.engine_utils import load_model_weights, slice_spacing
+from monai_cardiac.engines.engine_utils import slice_spacing
 from monai_cardiac.engines.joint_evaluation import summarize_rows
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.metrics.volume import ejection_fraction, structure_volume_curve

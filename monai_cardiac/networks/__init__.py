@@ -18,6 +18,7 @@ from .blocks import (
     warp_probabilities,
 )
 from .nets import JointMotionSegNet, ProbabilisticMotionModel, StackedJointMotionSegNet
+from .utils import construction_arguments, records_construction_arguments
 
 __all__ = [
     "ConvSimpleRNN",
@@ -32,8 +33,10 @@ __all__ = [
     "StackedJointMotionSegNet",
     "StreamConvBlock",
     "TemporalConvNet",
+    "construction_arguments",
     "normalized_time",
     "normalized_to_voxel_ddf",
+    "records_construction_arguments",
     "voxel_to_normalized_ddf",
     "warp_probabilities",
 ]

@@ -14,6 +14,7 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
 
+from monai_cardiac.checkpoints import read_checkpoint
 from monai_cardiac.data import write_phantom_dataset
 from monai_cardiac.handlers import ResumableTrainingState
 
@@ -94,8 +95,13 @@ def test_documented_command_runs_the_schedule(tiny_phantom, tmp_path):
     assert result["num_slices"] == 1 and "lv_dice" in result and "epe_ratio" in result
     assert "held-out phantom verdict" in done.stdout
     # the segmentation stage trained the head only: the encoder is the motion stage's
-    motion = torch.load(models / "stage_motion.pt", weights_only=True)
-    seg = torch.load(models / "stage_segmentation.pt", weights_only=True)
+    stages = ("stage_motion.pt", "stage_segmentation.pt")
+    (motion, motion_run), (seg, seg_run) = (read_checkpoint(models / name) for name in stages)
+    _, joint_run = read_checkpoint(models / "model.pt")
+    assert [r["stage"] for r in (motion_run, seg_run, joint_run)] == ["motion", "segmentation", "joint"]
+    assert all(r["finished"] and r["run_id"] == joint_run["run_id"] for r in (motion_run, seg_run))
+    assert joint_run["arguments"]["width_multiplier"] == TINY["width_multiplier"] and joint_run["config_sha256"]
+    assert json.loads((models / "run.json").read_text())["stages"]["joint"]["finished"]
     encoder_keys = [k for k in motion if k.startswith("encoder.")]
     assert encoder_keys and all(torch.equal(motion[k], seg[k]) for k in encoder_keys)
     head_keys = [k for k in seg if k.startswith("seg_head.") and k.endswith("weight")]
@@ -112,7 +118,7 @@ def test_baselines_train(variant, present, absent, tiny_phantom, tmp_path):
     workflow.run()
     workflow.finalize()
     sub = "motion_only" if "motion" in variant else "segmentation_only"
-    state = torch.load(tmp_path / "bundle" / "models" / sub / "model.pt", weights_only=True)
+    state, _ = read_checkpoint(tmp_path / "bundle" / "models" / sub / "model.pt")
     assert not any(k.startswith(absent) for k in state)
     if present.endswith("."):
         assert any(k.startswith(present) for k in state)
@@ -147,7 +153,7 @@ def test_multi_gpu_config_runs_ddp_with_gloo(tiny_phantom, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    state = torch.load(tmp_path / "bundle" / "models" / "model.pt", weights_only=True)
+    state, _ = read_checkpoint(tmp_path / "bundle" / "models" / "model.pt")
     # MONAI's CheckpointSaver unwraps DDP: the checkpoint loads into a plain network
     assert any(k.startswith("encoder.") for k in state) and not any(k.startswith("module.") for k in state)
 

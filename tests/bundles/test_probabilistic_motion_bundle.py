@@ -12,6 +12,7 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
 
+from monai_cardiac.checkpoints import read_checkpoint
 from monai_cardiac.data import write_phantom_dataset
 from monai_cardiac.handlers import ResumableTrainingState
 
@@ -98,10 +99,12 @@ def test_documented_command_trains_and_reports(tiny_phantom, tmp_path):
                  f"$monai_cardiac.engines.report_phantom_motion(@network, @splits[2], @device, '{report}')"])
     models = tmp_path / "bundle" / "models"
     assert (models / "model.pt").is_file() and (models / "final.pt").is_file()
-    state = torch.load(models / "final.pt", weights_only=True)
+    state, run = read_checkpoint(models / "final.pt")
+    assert run["stage"] == "train" and run["finished"] and run["network"] == "ProbabilisticMotionModel"
     assert any(k.startswith("tcn.") for k in state) and any(k.startswith("decoder.") for k in state)
     # model.pt holds the moving average of the weights (ema_decay 0.99), final.pt the last weights
-    averaged = torch.load(models / "model.pt", weights_only=True)
+    averaged, averaged_run = read_checkpoint(models / "model.pt")
+    assert averaged_run["finished"] and averaged_run["run_id"] == run["run_id"]  # saved mid-run, marked at the end
     assert averaged.keys() == state.keys()
     assert not all(torch.equal(averaged[k], state[k]) for k in state)
     result = json.loads(report.read_text())
@@ -117,7 +120,7 @@ def test_zero_ema_decay_validates_and_saves_the_last_weights(tiny_phantom, tmp_p
     assert evaluator.network is averaging.module and averaging.network is workflow.parser.get_parsed_content("network")
     workflow.run()
     models = tmp_path / "bundle" / "models"
-    best, final = (torch.load(models / name, weights_only=True) for name in ("model.pt", "final.pt"))
+    best, final = (read_checkpoint(models / name)[0] for name in ("model.pt", "final.pt"))
     assert averaging.num_updates == 6  # 6 training subjects, batch size 1, one epoch
     assert all(torch.equal(best[k], final[k]) for k in final)  # one epoch: the best is the last
 
@@ -127,7 +130,7 @@ def test_multi_gpu_config_runs_ddp_with_gloo(tiny_phantom, tmp_path):
     overrides = _overrides(tmp_path, tiny_phantom, split_fractions=[0.5, 0.25, 0.25])
     _cli("['bundles/probabilistic_motion/configs/train.json','bundles/probabilistic_motion/configs/multi_gpu_train.json']",
          "training", overrides, ["--meta_file", META, "--logging_file", "False", "--report", "$None"], nproc=2)
-    state = torch.load(tmp_path / "bundle" / "models" / "final.pt", weights_only=True)
+    state, _ = read_checkpoint(tmp_path / "bundle" / "models" / "final.pt")
     # MONAI's CheckpointSaver unwraps DDP: the checkpoint loads into a plain network
     assert any(k.startswith("encoder.") for k in state) and not any(k.startswith("module.") for k in state)
 

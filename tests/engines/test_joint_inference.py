@@ -16,6 +16,7 @@ from monai.bundle import ConfigWorkflow
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
+from monai_cardiac.checkpoints import RUN_KEY
 from monai_cardiac.data import read_nifti_cine, read_nifti_ddf
 from monai_cardiac.displacement import warp_image
 from monai_cardiac.engines.joint_inference import (
@@ -359,6 +360,34 @@ def test_command_line_reports_bad_input_in_one_line(tmp_path):
     debug = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300,
                            env={**env, DEBUG_VARIABLE: "1"})
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "flat.nii.gz" in debug.stderr
+
+
+@pytest.mark.parametrize("run, expected", [
+    ({"finished": False, "epoch": 2, "max_epochs": 9},
+     "unfinished training run (stage 'joint', saved after epoch 2 of 9"),
+    ({"finished": True, "arguments": {"width_multiplier": 0.5}},
+     f"width_multiplier is 0.5 in the checkpoint, {WIDTH} in"),
+])
+def test_command_line_refuses_a_checkpoint_whose_description_does_not_fit(tmp_path, run, expected):
+    """An unfinished run's checkpoint or one saved from another network: one line naming it, exit 1, no outputs;
+    ``--allow_unfinished true`` accepts the unfinished one."""
+    cine = tmp_path / "cine_4d.nii.gz"
+    _write_cine(cine, shape=(32, 32, 1, 4))
+    ckpt = _checkpoint(tmp_path / "model.pt")
+    description = {"network": "JointMotionSegNet", "arguments": {}, "run_id": "r", "stage": "joint", **run}
+    torch.save({"model": torch.load(ckpt, weights_only=True), RUN_KEY: description}, ckpt)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != DEBUG_VARIABLE}
+    done = subprocess.run(_command(cine, ckpt, out), cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 1
+    line = done.stderr.strip().splitlines()[-2]
+    assert line.startswith(f"error: {ckpt}: ") and expected in line and "Traceback" not in done.stderr
+    assert not out.exists() or not any(out.rglob("*.nii.gz"))
+    if not run["finished"]:
+        allowed = subprocess.run(_command(cine, ckpt, out) + ["--allow_unfinished", "true"], cwd=REPO,
+                                 capture_output=True, text=True, timeout=300, env=env)
+        assert allowed.returncode == 0, allowed.stderr[-2000:]
+        assert any(out.rglob("*.nii.gz"))
 
 
 def test_command_line_finishes_a_dataset_with_one_truncated_subject(tmp_path):

@@ -36,9 +36,9 @@ from monai.bundle import ConfigParser
 from scipy import ndimage
 
 from monai_cardiac.baselines.data import SPLITS, split_datalist
+from monai_cardiac.checkpoints import load_model_weights
 from monai_cardiac.data.nifti import STRUCTURES
 from monai_cardiac.engines import ProbabilisticMotionInferer
-from monai_cardiac.engines.engine_utils import load_model_weights
 from monai_cardiac.engines.joint_evaluation import phantom_evaluation_preprocessing
 from monai_cardiac.engines.probabilistic_inference import displacement_spread
 

@@ -17,6 +17,7 @@ from monai_cardiac.networks.blocks.flow_units import normalized_to_voxel_ddf
 from monai_cardiac.networks.blocks.multiscale_head import MultiScaleFusionHead
 from monai_cardiac.networks.blocks.sequence_warp import SequenceWarp
 from monai_cardiac.networks.blocks.vgg_encoder import SiameseVGGEncoder
+from monai_cardiac.networks.utils import records_construction_arguments
 
 __all__ = ["JointMotionSegNet", "StackedJointMotionSegNet"]
 
@@ -78,6 +79,7 @@ class JointMotionSegNet(nn.Module):
         ValueError: if neither branch is enabled or an argument is out of range.
     """
 
+    @records_construction_arguments
     def __init__(
         self,
         in_channels: int = 1,
@@ -263,6 +265,7 @@ class StackedJointMotionSegNet(JointMotionSegNet):
         ValueError: if ``outputs`` names a key that the enabled branches do not produce.
     """
 
+    @records_construction_arguments
     def __init__(self, outputs: Sequence[str] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.outputs = self.output_keys if outputs is None else tuple(outputs)

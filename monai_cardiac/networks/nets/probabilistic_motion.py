@@ -17,6 +17,7 @@ from monai_cardiac.errors import CineDataError
 from monai_cardiac.networks.blocks.motion_vae import MotionDecoder, MotionEncoder
 from monai_cardiac.networks.blocks.temporal_conv import TemporalConvNet
 from monai_cardiac.networks.blocks.velocity_smoothing import SpatioTemporalGaussianSmoothing
+from monai_cardiac.networks.utils import records_construction_arguments
 
 __all__ = ["ProbabilisticMotionModel"]
 
@@ -82,6 +83,7 @@ class ProbabilisticMotionModel(nn.Module):
         ValueError: on ``temporal_dropout`` outside ``[0, 1]`` and on the sub-modules' bad arguments.
     """
 
+    @records_construction_arguments
     def __init__(
         self,
         spatial_size: Sequence[int] = (128, 128),
