@@ -52,7 +52,8 @@ def tracking_fields(network: torch.nn.Module, cine: np.ndarray, refine: bool) ->
             out = motion_fields(network, image)
         u = tracking_field(out)
         u = torch.cat([torch.zeros_like(u[:1]), u])  # ED's own field first
-        fields.append(refine_tracking(image, u) if refine else u)
+        # the joint network's soft-max enters the refinement's segmentation term; the probabilistic model has none
+        fields.append(refine_tracking(image, u, segmentation=out.get("probabilities")) if refine else u)
     return torch.stack(fields, dim=2).numpy()
 
 

@@ -87,7 +87,7 @@ REFINED = "+refine"
 """Suffix of a network method whose tracking fields are refined on the slice (:func:`refine_tracking`)."""
 NETWORK_METHODS = ("joint", "motion_only", "probabilistic", "joint+refine", "probabilistic+refine")
 _REFINE_PARAMETERS = ("iterations", "smoothness", "learning_rate", "similarity", "levels", "window",
-                      "temporal_smoothness")
+                      "temporal_smoothness", "segmentation_weight")
 METHODS = ("identity", "ffd", "groupwise", "syn", "voxelmorph", *NETWORK_METHODS)
 _CURVE_KEYS = ("lv_volume_track", "lv_volume_ref", "lv_volume_unit")
 _THREAD_VARIABLES = (
@@ -197,7 +197,8 @@ def refined_motion_fields(out: Mapping[str, Any], image, **refine: Any) -> dict:
     """A network's motion fields with its tracking fields ``u_{ED->t}`` refined on the slice's own frames.
 
     Args:
-        out: ``{"u_ed_to_t", "u_t_to_ed", "seconds"}`` of the network; a missing ``u_{ED->t}`` is the inverse of
+        out: ``{"u_ed_to_t", "u_t_to_ed", "seconds"}`` of the network, and ``"probabilities"`` ``(T, C, H, W)`` where
+            it segments (the joint network: the segmentation term's input); a missing ``u_{ED->t}`` is the inverse of
             ``u_{t->ED}`` (:func:`tracking_field`).
         image: the slice ``(T, H, W)``, ED first.
         refine: keyword arguments of :func:`~monai_cardiac.engines.refine_tracking`.
@@ -213,7 +214,7 @@ def refined_motion_fields(out: Mapping[str, Any], image, **refine: Any) -> dict:
     start = time.perf_counter()
     tracking = tracking_field(out)
     tracking = torch.cat([torch.zeros_like(tracking[:1]), tracking])  # ED's own field: the identity
-    refined = refine_tracking(image, tracking, reference=0, **refine)[1:]
+    refined = refine_tracking(image, tracking, reference=0, segmentation=out.get("probabilities"), **refine)[1:]
     return {"u_ed_to_t": refined, "u_t_to_ed": None, "seconds": out["seconds"] + time.perf_counter() - start}
 
 

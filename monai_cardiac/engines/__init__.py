@@ -20,6 +20,7 @@ from .joint_inference import (
     JointPredictionSplitd,
     JointResultWriter,
     joint_inference_datalist,
+    joint_prediction_probabilities,
     split_joint_prediction,
     write_ddf_nifti,
     write_joint_outputs,
@@ -61,13 +62,14 @@ from .probabilistic_inference import (
     saver_keys,
 )
 from .probabilistic_training import ProbabilisticMotionTrainingIteration, ProbabilisticMotionValidationIteration
-from .tracking_refinement import RefineTrackingd, refine_tracking
+from .tracking_refinement import RefineTrackingd, label_probabilities, refine_tracking
 
 __all__ = [
     "PROPAGATION_MODES",
     "propagate_labels",
     "propagation_fields",
     "temporal_blend_weights",
+    "label_probabilities",
     "refine_tracking",
     "RefineTrackingd",
     "GRID_PRESERVING_OPERATIONS",
@@ -114,6 +116,7 @@ __all__ = [
     "saver_keys",
     "score_checkpoints",
     "select_slice",
+    "joint_prediction_probabilities",
     "split_joint_prediction",
     "stage_parameters",
     "subset_indices",

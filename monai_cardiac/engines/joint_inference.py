@@ -25,7 +25,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import torch
-from monai.config import KeysCollection
+from monai.config import KeysCollection, NdarrayOrTensor
 from monai.data import MetaTensor
 from monai.transforms import Invertd, InvertibleTransform, MapTransform
 from monai.utils import TraceKeys, convert_to_numpy, convert_to_tensor, optional_import
@@ -50,6 +50,7 @@ __all__ = [
     "JointPredictionSplitd",
     "JointResultWriter",
     "joint_inference_datalist",
+    "joint_prediction_probabilities",
     "split_joint_prediction",
     "write_ddf_nifti",
     "write_joint_outputs",
@@ -163,6 +164,42 @@ def joint_inference_datalist(input_path: str | Path, ed_labels: bool = False) ->
     return datalist
 
 
+def _prediction_parts(pred: NdarrayOrTensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``u_{t->ED}`` ``(T - 1, 2, H, W)`` and the logits ``(T, C, H, W)`` of a stacked prediction, float32.
+
+    Raises:
+        CineDataError: ``pred`` is not ``(2 (T - 1) + num_classes T, H, W)`` for a ``T >= 2``.
+    """
+    pred_t = convert_to_tensor(pred, track_meta=False)
+    channels = pred_t.shape[0] if pred_t.ndim == 3 else 0
+    num_frames, remainder = divmod(channels + 2, 2 + num_classes)
+    if pred_t.ndim != 3 or remainder or num_frames < 2:
+        raise CineDataError(
+            f"expected a prediction (2 (T - 1) + {num_classes} T, H, W) for T >= 2 frames (outputs ddf_to_target, "
+            f"seg_logits_target, seg_logits_sources), got shape {tuple(pred_t.shape)}",
+            "split_joint_prediction(pred)",
+        )
+    pred_t = pred_t.detach().float()
+    num_ddf = 2 * (num_frames - 1)
+    return pred_t[:num_ddf].unflatten(0, (num_frames - 1, 2)), pred_t[num_ddf:].unflatten(0, (num_frames, num_classes))
+
+
+def joint_prediction_probabilities(pred: NdarrayOrTensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """The class probabilities of every frame (soft-max of the logits) of a stacked joint prediction.
+
+    Args:
+        pred: as :func:`split_joint_prediction` takes it.
+        num_classes: classes per frame.
+
+    Returns:
+        float32 ``(T, num_classes, H, W)``, ED first, on the device of ``pred``.
+
+    Raises:
+        CineDataError: as :func:`split_joint_prediction`.
+    """
+    return _prediction_parts(pred, num_classes)[1].softmax(1)
+
+
 def split_joint_prediction(
     pred: torch.Tensor,
     num_classes: int = NUM_CLASSES,
@@ -192,19 +229,8 @@ def split_joint_prediction(
         CineDataError: ``pred`` is not 3D or its channel count is not ``2 (T - 1) + num_classes T`` for a
             ``T >= 2``.
     """
-    pred_t = convert_to_tensor(pred, track_meta=False)
-    channels = pred_t.shape[0] if pred_t.ndim == 3 else 0
-    num_frames, remainder = divmod(channels + 2, 2 + num_classes)
-    if pred_t.ndim != 3 or remainder or num_frames < 2:
-        raise CineDataError(
-            f"expected a prediction (2 (T - 1) + {num_classes} T, H, W) for T >= 2 frames (outputs ddf_to_target, "
-            f"seg_logits_target, seg_logits_sources), got shape {tuple(pred_t.shape)}",
-            "split_joint_prediction(pred)",
-        )
-    pred_t = pred_t.detach().float()
-    num_ddf = 2 * (num_frames - 1)
-    labels = pred_t[num_ddf:].unflatten(0, (num_frames, num_classes)).argmax(1).float()
-    to_ed = pred_t[:num_ddf].unflatten(0, (num_frames - 1, 2))
+    to_ed, logits = _prediction_parts(pred, num_classes)
+    labels = logits.argmax(1).float()
     from_ed = invert_displacement(to_ed, num_iterations=num_iterations, tolerance=tolerance)
     ddf = torch.cat([torch.zeros_like(from_ed[:1]), from_ed])
     return labels, ddf
@@ -213,7 +239,9 @@ def split_joint_prediction(
 class JointPredictionSplitd(MapTransform):
     """Dictionary version of :func:`split_joint_prediction`: ``d[pred_key]`` to ``d[seg_key]`` and ``d[ddf_key]``.
 
-    Both outputs are on the network's grid, ED first (see :class:`InvertToInputGridd` to bring them back).
+    Both outputs are on the network's grid, ED first (see :class:`InvertToInputGridd` to bring them back). With
+    ``prob_key``, the frames' class probabilities (soft-max of the logits, ``(T, C, H, W)``, float32) are kept too,
+    for the segmentation term of :class:`~monai_cardiac.engines.RefineTrackingd`.
     ``d[seg_key]`` is a MetaTensor with the meta of ``d[pred_key]`` when that is one; ``d[ddf_key]`` is a
     plain tensor, as displacements are throughout the project. An inversion that does not converge is logged once,
     naming ``d["subject"]`` and ``d["slice"]`` (:func:`monai_cardiac.displacement.inversion_warnings_logged`).
@@ -223,6 +251,7 @@ class JointPredictionSplitd(MapTransform):
         seg_key: key for the labels ``(T, H, W)``.
         ddf_key: key for ``u_{ED->t}`` ``(T, 2, H, W)``.
         num_classes, num_iterations, tolerance: see :func:`split_joint_prediction`.
+        prob_key: key for the class probabilities ``(T, C, H, W)``; ``None`` keeps none.
     """
 
     def __init__(
@@ -233,9 +262,10 @@ class JointPredictionSplitd(MapTransform):
         num_classes: int = NUM_CLASSES,
         num_iterations: int = 50,
         tolerance: float = 1e-3,
+        prob_key: str | None = None,
     ) -> None:
         super().__init__(keys=[pred_key])
-        self.pred_key, self.seg_key, self.ddf_key = pred_key, seg_key, ddf_key
+        self.pred_key, self.seg_key, self.ddf_key, self.prob_key = pred_key, seg_key, ddf_key, prob_key
         self.num_classes, self.num_iterations, self.tolerance = num_classes, num_iterations, tolerance
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -246,6 +276,8 @@ class JointPredictionSplitd(MapTransform):
             labels, ddf = split_joint_prediction(pred, self.num_classes, self.num_iterations, self.tolerance)
         d[self.seg_key] = MetaTensor(labels, meta=dict(pred.meta)) if isinstance(pred, MetaTensor) else labels
         d[self.ddf_key] = ddf
+        if self.prob_key is not None:
+            d[self.prob_key] = joint_prediction_probabilities(pred, self.num_classes)
         return d
 
 

@@ -359,7 +359,9 @@ def joint_motion_fields(
 ) -> dict:
     """The motion field of a cine slice from the joint network's motion branch (target = ED frame).
 
-    The network predicts ``ddf_to_target`` = ``u_{t->ED}`` only; it has no ``u_{ED->t}``.
+    The network predicts ``ddf_to_target`` = ``u_{t->ED}`` only; it has no ``u_{ED->t}``. With a segmentation
+    branch, the frames' class probabilities come too (what the segmentation term of
+    :func:`~monai_cardiac.engines.refine_tracking` reads).
 
     Args:
         network: a ``JointMotionSegNet`` with its motion branch (put in eval mode by the caller).
@@ -370,7 +372,8 @@ def joint_motion_fields(
             (:func:`monai_cardiac.inferers.orientation_averaged_joint_outputs`).
 
     Returns:
-        ``{"u_ed_to_t": None, "u_t_to_ed": (T - 1, 2, H, W), "seconds": float}``, float32 on the CPU.
+        ``{"u_ed_to_t": None, "u_t_to_ed": (T - 1, 2, H, W), "probabilities": (T, C, H, W) soft-max of every
+        frame, ED first, or None without segmentation branch, "seconds": float}``, float32 on the CPU.
 
     Raises:
         ValueError: a network without motion branch.
@@ -386,7 +389,12 @@ def joint_motion_fields(
         )
     else:
         out, seconds = _timed(device, amp, lambda: network(frames[None, :1], frames[None, 1:]))
-    return {"u_ed_to_t": None, "u_t_to_ed": out["ddf_to_target"][0].float().cpu(), "seconds": seconds}
+    probabilities = None
+    if "seg_logits_target" in out:
+        logits = torch.cat([out["seg_logits_target"][:, None], out["seg_logits_sources"]], dim=1)[0]
+        probabilities = logits.float().softmax(1).cpu()
+    return {"u_ed_to_t": None, "u_t_to_ed": out["ddf_to_target"][0].float().cpu(), "probabilities": probabilities,
+            "seconds": seconds}
 
 
 def motion_fields(network: torch.nn.Module, image: torch.Tensor, device: torch.device | str = "cpu",

@@ -7,7 +7,10 @@ does from scratch): minimise, over the fields of all frames at once,
     mean_t D(I_ED(x + u_t(x)), I_t(x))  +  smoothness * Diffusion(u_t)
         +  temporal_smoothness * mean_t |u_{t+1} - u_t|^2
 
-with Adam, the ED frame's field held at zero. ``D`` is the mean squared error (``similarity="mse"``) or one minus
+with Adam, the ED frame's field held at zero; with the frames' class probabilities ``P_t`` (a segmentation network's),
+``segmentation_weight * mean_t |P_ED(x + u_t(x)) - P_t(x)|^2`` (summed over classes) is added, which pulls the
+fields towards carrying the ED segmentation onto each frame's, where the images alone cannot tell (uniform blood
+pools, thin walls). ``D`` is the mean squared error (``similarity="mse"``) or one minus
 the local normalised cross-correlation in a square window (``"lncc"``, MONAI's
 ``LocalNormalizedCrossCorrelationLoss`` as computed by
 :class:`~monai_cardiac.losses.BandedLocalNormalizedCrossCorrelationLoss`; the similarity B-spline registration of
@@ -25,7 +28,9 @@ starts the next: the coarse levels move large structures cheaply, the last one w
 ``iterations`` is the number of Adam steps per level.
 
 The defaults (MSE, diffusion weight 0.03, levels ``(2, 1)``, 300 steps per level, step 0.05 voxel) were chosen on
-acdc_dev's validation split from the networks' fields of both bundles (bundles/joint/docs/README.md, "Real data").
+acdc_dev's validation split from the networks' fields of both bundles, and the segmentation weight 0.1 from the joint
+network's soft-max, with which 50 steps per level give the same Dice (the joint configs use 50;
+bundles/joint/docs/README.md, "Real data").
 """
 
 from __future__ import annotations
@@ -36,14 +41,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from monai.config import NdarrayOrTensor
+from monai.networks.utils import one_hot
 from monai.transforms import MapTransform
 from monai.utils import convert_to_tensor
 
+from monai_cardiac.data.nifti import NUM_CLASSES
 from monai_cardiac.displacement import warp_image
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.losses import BandedLocalNormalizedCrossCorrelationLoss
 
-__all__ = ["SIMILARITIES", "RefineTrackingd", "refine_tracking"]
+__all__ = ["SIMILARITIES", "RefineTrackingd", "label_probabilities", "refine_tracking"]
 
 _SOURCE = "refine_tracking"
 
@@ -57,6 +64,25 @@ def _dissimilarity(similarity: str, window: int):
         return lambda warped, target: torch.mean((warped - target) ** 2)
     lncc = BandedLocalNormalizedCrossCorrelationLoss(spatial_dims=2, kernel_size=window, kernel_type="rectangular")
     return lambda warped, target: 1.0 + lncc(warped, target)
+
+
+def label_probabilities(labels: NdarrayOrTensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """The one-hot probabilities ``(T, num_classes, H, W)`` of class-id labels ``(T, H, W)``, float32.
+
+    For the segmentation term of :func:`refine_tracking` where a segmentation is at hand as labels (e.g. an inference
+    bundle's written output) rather than as soft-max probabilities.
+
+    Raises:
+        CineDataError: labels that are not ``(T, H, W)`` or hold ids outside ``[0, num_classes)``.
+    """
+    ids = convert_to_tensor(labels, track_meta=False)
+    if ids.ndim != 3:
+        raise CineDataError(f"expected labels (T, H, W), got shape {tuple(ids.shape)}", _SOURCE)
+    ids = ids.round().long()
+    if ids.numel() and (ids.min() < 0 or ids.max() >= num_classes):
+        found = f"{int(ids.min())}..{int(ids.max())}"
+        raise CineDataError(f"label ids must lie in [0, {num_classes}), found {found}", _SOURCE)
+    return one_hot(ids[:, None], num_classes, dim=1).float()
 
 
 def _resize_fields(fields: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -77,6 +103,8 @@ def refine_tracking(
     levels: Sequence[int] = (2, 1),
     window: int = 9,
     temporal_smoothness: float = 0.0,
+    segmentation: NdarrayOrTensor | None = None,
+    segmentation_weight: float = 0.1,
 ) -> torch.Tensor:
     """Refine tracking fields ``u_{reference->t}`` of a 2D cine by optimising them on its own frames.
 
@@ -93,6 +121,12 @@ def refine_tracking(
         window: side of the LNCC window, voxels of each level (odd, >= 5).
         temporal_smoothness: weight of the mean squared difference of consecutive frames' fields (voxels of
             the level, frames in the order given with ``reference`` first; 0: frames refined independently).
+        segmentation: class probabilities of every frame ``(T, C, H, W)`` (e.g. the joint network's soft-max, or
+            the one-hot of its labels), for the segmentation-consistency term; ``None``: no such term.
+        segmentation_weight: weight of that term (used only with ``segmentation``): the mean over frames and
+            pixels of the squared difference, summed over classes, between the reference frame's probabilities
+            warped onto frame ``t`` and frame ``t``'s own (in [0, 2]); the fields are pulled towards carrying the
+            reference segmentation onto each frame's segmentation.
 
     Returns:
         float32 ``(T, 2, H, W)`` refined fields on the device of ``ddf``.
@@ -100,14 +134,15 @@ def refine_tracking(
     Raises:
         CineDataError: a cine that is not ``(T, H, W)``, fields that are not ``(T, 2, H, W)`` on its grid, or
             non-finite values in either; a ``reference`` outside ``[0, T)``.
-        ValueError: negative ``iterations``, ``smoothness``, ``temporal_smoothness`` or a non-positive
+        ValueError: negative ``iterations``, ``smoothness``, ``temporal_smoothness`` or ``segmentation_weight``; a
+            non-positive
             ``learning_rate``; an unknown
             ``similarity``; ``levels`` empty or below 1; an even or too small ``window``.
     """
-    if iterations < 0 or smoothness < 0 or temporal_smoothness < 0 or learning_rate <= 0:
+    if iterations < 0 or min(smoothness, temporal_smoothness, segmentation_weight) < 0 or learning_rate <= 0:
         raise ValueError(
-            f"iterations, smoothness and temporal_smoothness must be >= 0 and learning_rate > 0, got {iterations}, "
-            f"{smoothness}, {temporal_smoothness}, {learning_rate}."
+            f"iterations, smoothness, temporal_smoothness and segmentation_weight must be >= 0 and learning_rate > 0, "
+            f"got {iterations}, {smoothness}, {temporal_smoothness}, {segmentation_weight}, {learning_rate}."
         )
     if similarity not in SIMILARITIES:
         raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}.")
@@ -129,6 +164,17 @@ def refine_tracking(
         raise CineDataError("the cine and its tracking fields must be finite (NaN or inf found)", _SOURCE)
     if not 0 <= reference < frames.shape[0]:
         raise CineDataError(f"reference frame {reference} outside [0, {frames.shape[0]})", _SOURCE)
+    probabilities = None
+    if segmentation is not None and segmentation_weight > 0:
+        probabilities = convert_to_tensor(segmentation, track_meta=False, dtype=torch.float32, device=fields.device)
+        if probabilities.ndim != 4 or (probabilities.shape[0], *probabilities.shape[2:]) != tuple(frames.shape):
+            raise CineDataError(
+                f"expected class probabilities (T, C, H, W) with (T, H, W) = {tuple(frames.shape)}, got "
+                f"{tuple(probabilities.shape)}",
+                _SOURCE,
+            )
+        if not torch.isfinite(probabilities).all():
+            raise CineDataError("the class probabilities must be finite (NaN or inf found)", _SOURCE)
     if iterations == 0:
         return fields.clone()
     low, high = torch.quantile(frames.flatten(), torch.tensor([0.01, 0.99], device=frames.device))
@@ -141,6 +187,10 @@ def refine_tracking(
     for factor in (int(f) for f in levels):
         level_frames = F.avg_pool2d(frames, factor, ceil_mode=True) if factor > 1 else frames
         size = tuple(level_frames.shape[-2:])
+        if probabilities is not None:  # the probabilities travel as further channels of the images
+            level_frames = torch.cat(
+                [level_frames, F.avg_pool2d(probabilities, factor, ceil_mode=True) if factor > 1 else probabilities], 1
+            )
         moving = level_frames[reference].expand_as(level_frames)  # the reference frame for every t
         level_fields = (_resize_fields(current, size) if size != full_size else current).detach().requires_grad_(True)
         optimizer = torch.optim.Adam([level_fields], lr=learning_rate)
@@ -148,7 +198,11 @@ def refine_tracking(
             for _ in range(iterations):
                 u = level_fields * keep
                 diffusion = torch.mean((u[:, :, 1:] - u[:, :, :-1]) ** 2) + torch.mean((u[..., 1:] - u[..., :-1]) ** 2)
-                loss = dissimilarity(warp_image(moving, u), level_frames) + smoothness * diffusion
+                warped = warp_image(moving, u)
+                loss = dissimilarity(warped[:, :1], level_frames[:, :1]) + smoothness * diffusion
+                if probabilities is not None:
+                    mismatch = (warped[:, 1:] - level_frames[:, 1:]) ** 2
+                    loss = loss + segmentation_weight * mismatch.sum(1).mean()
                 if temporal_smoothness > 0:
                     ordered = torch.cat([u[reference:], u[:reference]])  # reference first, then file order
                     loss = loss + temporal_smoothness * torch.mean((ordered[1:] - ordered[:-1]) ** 2)
@@ -171,8 +225,10 @@ class RefineTrackingd(MapTransform):
     Args:
         ddf_key: key of the tracking fields ``(T, 2, H, W)``, voxels.
         image_key: key of the preprocessed cine ``(T, H, W)``, ED first, on the same grid.
-        iterations, smoothness, learning_rate, similarity, levels, window, temporal_smoothness: see
-            :func:`refine_tracking`.
+        segmentation_key: key of the frames' class probabilities ``(T, C, H, W)`` on the same grid (e.g. from
+            ``JointPredictionSplitd(prob_key=...)``); ``None``: no segmentation term.
+        iterations, smoothness, learning_rate, similarity, levels, window, temporal_smoothness,
+            segmentation_weight: see :func:`refine_tracking`.
 
     Raises:
         ValueError: bad options (see :func:`refine_tracking`).
@@ -189,20 +245,25 @@ class RefineTrackingd(MapTransform):
         levels: Sequence[int] = (2, 1),
         window: int = 9,
         temporal_smoothness: float = 0.0,
+        segmentation_key: str | None = None,
+        segmentation_weight: float = 0.1,
     ) -> None:
         super().__init__(keys=[ddf_key])
         if iterations < 0 or similarity not in SIMILARITIES:
             raise ValueError(f"iterations must be >= 0 and similarity one of {SIMILARITIES}, got {iterations}, "
                              f"{similarity!r}.")
-        self.ddf_key, self.image_key = ddf_key, image_key
+        self.ddf_key, self.image_key, self.segmentation_key = ddf_key, image_key, segmentation_key
         self.options = {"iterations": int(iterations), "smoothness": smoothness, "learning_rate": learning_rate,
                         "similarity": similarity, "levels": tuple(levels), "window": window,
-                        "temporal_smoothness": temporal_smoothness}
+                        "temporal_smoothness": temporal_smoothness, "segmentation_weight": segmentation_weight}
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         if self.options["iterations"] == 0:
             return d
         image = convert_to_tensor(d[self.image_key], track_meta=False)
-        d[self.ddf_key] = refine_tracking(image, d[self.ddf_key], reference=0, **self.options)
+        segmentation = d[self.segmentation_key] if self.segmentation_key is not None else None
+        d[self.ddf_key] = refine_tracking(
+            image, d[self.ddf_key], reference=0, segmentation=segmentation, **self.options
+        )
         return d

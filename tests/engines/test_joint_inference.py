@@ -122,6 +122,12 @@ def test_split_joint_prediction_values():
     d = JointPredictionSplitd()({"pred": MetaTensor(pred, meta={"filename_or_obj": "x"})})
     assert isinstance(d["seg"], MetaTensor) and d["seg"].meta["filename_or_obj"] == "x"
     assert not isinstance(d["ddf"], MetaTensor) and torch.equal(d["ddf"], ddf)
+    assert "seg_prob" not in d
+    probabilities = JointPredictionSplitd(prob_key="seg_prob")({"pred": pred})["seg_prob"]
+    assert probabilities.shape == (num_frames, 4, h, w) and probabilities.dtype == torch.float32
+    assert torch.allclose(probabilities.sum(1), torch.ones(num_frames, h, w))
+    assert torch.equal(probabilities.argmax(1), labels.long())
+    assert probabilities[1, 3, 0, 0] == pytest.approx(np.exp(5.0) / (np.exp(5.0) + 3))  # soft-max of logits 5, 0, 0, 0
 
     with pytest.raises(CineDataError, match="2 \\(T - 1\\) \\+ 4 T"):
         split_joint_prediction(torch.zeros(11, h, w))

@@ -198,6 +198,12 @@ def test_joint_adapter_has_only_the_compensation_field_and_matches_the_joint_eva
     with torch.no_grad():
         expected = network(image[None, :1], image[None, 1:])["ddf_to_target"][0]
     assert torch.allclose(fields["u_t_to_ed"], expected)
+    with torch.no_grad():
+        out = network(image[None, :1], image[None, 1:])
+    logits = torch.cat([out["seg_logits_target"][:, None], out["seg_logits_sources"]], dim=1)[0]
+    assert fields["probabilities"].shape == (4, 4, *SIZE)  # every frame, ED first: what the refinement's term reads
+    assert torch.allclose(fields["probabilities"], logits.softmax(1), atol=1e-6)
+    assert joint_motion_fields(tiny_joint(segmentation=False), image)["probabilities"] is None
     row = evaluate_motion_sequence(image, labels, 2, fields["u_t_to_ed"], fields["u_ed_to_t"], spacing=(1.5, 1.5))
     assert not any(k.startswith(("track_", "lv_")) or k.endswith("_track") for k in row)
     joint_row = evaluate_joint_sequence(network, image, labels, 2, spacing=(1.5, 1.5))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from monai_cardiac.displacement import warp_image
-from monai_cardiac.engines import refine_tracking
+from monai_cardiac.engines import RefineTrackingd, label_probabilities, refine_tracking
 from monai_cardiac.errors import CineDataError
 
 
@@ -113,3 +113,57 @@ def test_the_temporal_term_ties_each_field_to_its_neighbours():
     assert torch.equal(tied[0], torch.zeros_like(tied[0]))
     with pytest.raises(ValueError, match="temporal_smoothness"):
         refine_tracking(cine, start, temporal_smoothness=-1.0)
+
+
+def test_the_segmentation_term_moves_fields_the_images_cannot_see():
+    """Flat images, a disk segmentation that moves by 2 voxels: only the segmentation term recovers the motion."""
+    size, shift = 32, 2.0
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                            indexing="ij")
+    disks = [((yy - 16 - s) ** 2 + (xx - 16) ** 2 < 36).float() for s in (0.0, shift)]
+    probabilities = torch.stack([torch.stack([1 - d, d]) for d in disks])  # (T, C, H, W): background, disk
+    cine = torch.full((2, size, size), 0.5)
+    cine[:, 0, 0] = 0.0  # two intensities, so the percentile scaling is defined
+    start = torch.zeros(2, 2, size, size)
+    options = {"iterations": 300, "smoothness": 0.03, "learning_rate": 0.1, "levels": (1,)}
+    without = refine_tracking(cine, start, segmentation=probabilities, segmentation_weight=0.0, **options)
+    refined = refine_tracking(cine, start, segmentation=probabilities, segmentation_weight=1.0, **options)
+    edge = (disks[1] > 0) & ~(torch.roll(disks[1], 2, 0) * torch.roll(disks[1], -2, 0) > 0)  # rows near its rim
+    assert without[1].abs().max() < 1e-3
+    assert refined[1, 0][edge].mean() < -0.5 * shift  # pulls from shift voxels above: u_y about -2
+    assert refined[1, 1][edge].abs().mean() < 0.3 * shift  # no sideways motion invented
+    assert torch.equal(refined[0], torch.zeros_like(refined[0]))
+    assert torch.equal(refine_tracking(cine, start, segmentation_weight=1.0, **options), without)  # no P: no term
+    with pytest.raises(ValueError, match="segmentation_weight"):
+        refine_tracking(cine, start, segmentation=probabilities, segmentation_weight=-1.0)
+    with pytest.raises(CineDataError, match=r"class probabilities \(T, C, H, W\)"):
+        refine_tracking(cine, start, segmentation=probabilities[:, 0], segmentation_weight=1.0)
+    with pytest.raises(CineDataError, match="finite"):
+        refine_tracking(cine, start, segmentation=probabilities * float("nan"), segmentation_weight=1.0)
+
+
+def test_labels_become_one_hot_probabilities_for_the_segmentation_term():
+    labels = torch.tensor([[[0, 1], [2, 3]], [[3, 3], [0, 1]]])  # (T=2, H=2, W=2)
+    probabilities = label_probabilities(labels)
+    assert probabilities.shape == (2, 4, 2, 2) and probabilities.dtype == torch.float32
+    assert torch.equal(probabilities.argmax(1), labels) and torch.equal(probabilities.sum(1), torch.ones(2, 2, 2))
+    with pytest.raises(CineDataError, match=r"label ids must lie in \[0, 4\), found 0..5"):
+        label_probabilities(labels + 2 * (labels == 3))
+    with pytest.raises(CineDataError, match=r"labels \(T, H, W\)"):
+        label_probabilities(labels[0])
+
+
+def test_the_dictionary_transform_reads_the_probabilities_under_its_key():
+    """RefineTrackingd with segmentation_key: the same fields as refine_tracking given those probabilities."""
+    cine, truth = blob_cine()
+    disk = (cine > 0.3).float()
+    probabilities = torch.stack([1 - disk, disk], dim=1)  # (T, 2, H, W)
+    options = {"iterations": 20, "learning_rate": 0.1, "levels": (1,)}
+    data = {"image": cine, "ddf": torch.zeros_like(truth), "prob": probabilities}
+    refined = RefineTrackingd(segmentation_key="prob", segmentation_weight=0.5, **options)(data)["ddf"]
+    expected = refine_tracking(cine, torch.zeros_like(truth), segmentation=probabilities, segmentation_weight=0.5,
+                               **options)
+    assert torch.equal(refined, expected)
+    image_only = RefineTrackingd(segmentation_weight=0.5, **options)(data)["ddf"]
+    assert torch.equal(image_only, refine_tracking(cine, torch.zeros_like(truth), **options))
+    assert not torch.equal(image_only, refined)

@@ -38,7 +38,7 @@ from monailabel.utils.others.generic import name_to_device
 from monai_cardiac.data.nifti import LABEL_IDS, Cine, read_nifti_dense_labels, read_nifti_labels
 from monai_cardiac.engines.joint_inference import joint_inference_datalist, write_ddf_nifti, write_sequence_nifti
 from monai_cardiac.engines.label_propagation import PROPAGATION_MODES, propagate_labels
-from monai_cardiac.engines.tracking_refinement import refine_tracking
+from monai_cardiac.engines.tracking_refinement import label_probabilities, refine_tracking
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.transforms.io import read_cine
 
@@ -62,10 +62,11 @@ OUTPUTS = ("segment", "track")
 LABELS = dict(LABEL_IDS)
 """Label names and ids of the segmentation outputs (ACDC's: 1 RV, 2 Myo, 3 LV)."""
 
-REFINE_ITERATIONS = 300
+REFINE_ITERATIONS = 100
 """Default refinement of the tracking fields before propagation (Adam iterations per level of
 :func:`~monai_cardiac.engines.tracking_refinement.refine_tracking`, whose other defaults were chosen on acdc_dev's
-validation split); figures with and without it: docs/monailabel.md."""
+validation split; with the joint tracker its segmentation of every frame enters the segmentation term); figures
+with and without it: docs/monailabel.md."""
 
 
 class RequestError(ValueError):
@@ -362,7 +363,8 @@ class PropagationTask(InferTask):
             ddf = torch.as_tensor(convert_to_numpy(s["ddf"], dtype=np.float32), device=device)
             start = time.time()
             if refine:
-                ddf = refine_tracking(cine.data[:, z], ddf, reference=ed, iterations=refine)
+                segmentation = label_probabilities(s["seg"]) if s.get("seg") is not None else None
+                ddf = refine_tracking(cine.data[:, z], ddf, reference=ed, iterations=refine, segmentation=segmentation)
             latency["refine"] += time.time() - start
             start = time.time()
             out.append(propagate_labels(labels[:, z], frames, ddf, reference=ed, mode=mode).cpu().numpy())
