@@ -11,8 +11,8 @@ Usage (the app's environment; data are read from their folder, outputs go where 
     python apps/cardiac_label/propagation_figures.py --url http://127.0.0.1:8000 --dataset /path/to/acdc \
         [--test-split | --patients patient008 patient035] [--motion joint] [--output /tmp/figures.json]
 
-``--test-split`` keeps the patients of the bundles' test split: ``split_by_subject(acdc_datalist(dataset,
-per="slice"), [0.75, 0.125, 0.125], seed=0, linked=[("patient074", "patient076")])[2]``.
+``--test-split`` keeps the patients of the bundles' test split (``monai_cardiac.baselines.data.split_datalist``, which
+reads the split from the joint bundle's ``configs/train.json``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import numpy as np
 import requests
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 
-from monai_cardiac.data import acdc_datalist, split_by_subject
+from monai_cardiac.baselines.data import split_datalist
+from monai_cardiac.data import acdc_datalist
 from monai_cardiac.data.nifti import STRUCTURES
 from monai_cardiac.metrics.overlap import compute_dice
 
@@ -115,9 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     patients = args.patients
     if args.test_split:
-        splits = split_by_subject(acdc_datalist(args.dataset, per="slice"), [0.75, 0.125, 0.125], seed=0,
-                                  linked=[("patient074", "patient076")])
-        patients = sorted({e["subject"] for e in splits[2]})
+        patients = sorted({e["subject"] for e in split_datalist(args.dataset, "test")})
     figures = propagation_figures(args.url, args.dataset, patients, args.motion, args.mode)
     summary = {k: v for k, v in figures.items() if k != "patients"}
     print(json.dumps(summary, indent=1))
