@@ -95,9 +95,9 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from monai.utils import optional_import
 from scipy.interpolate import PchipInterpolator
 
-from monai.utils import optional_import
 from monai_cardiac.data.nifti import file_to_array_affine, nifti_image
 
 nib, _ = optional_import("nibabel")
@@ -316,8 +316,12 @@ def _draw_group(rng: np.random.Generator, group: str | None, ejection_fraction: 
     return fitting[int(rng.integers(len(fitting)))]
 
 
-def _draw_hearts(rng, prior: _GroupPrior, ef: float, num_slices: int | None, slice_thickness: float):
-    """Draw the subject's heart and derive one :class:`_Heart` per slice (centres relative to the LV axis)."""
+def _draw_hearts(rng, prior: _GroupPrior, ef: float, num_slices: int | None, slice_thickness: float,
+                 akinetic: bool = False):
+    """Draw the subject's heart and derive one :class:`_Heart` per slice (centres relative to the LV axis).
+
+    ``akinetic``: the infarct sector does not move at its centre (its hypokinesis cancels the regional motion there).
+    """
     u = rng.uniform
     r_endo = u(*prior.r_endo)
     wall = u(*prior.wall)
@@ -381,7 +385,9 @@ def _draw_hearts(rng, prior: _GroupPrior, ef: float, num_slices: int | None, sli
             infarct_dir=q_angle(infarct_dir),
             infarct_thinning=infarct_thinning,
             motion_harmonic=motion_harmonic,
-            hypokinesis=hypokinesis,
+            # akinetic: the raw regional motion 1 + b1 cos(phi - q1) - hypokinesis vM(phi - infarct) is 0 at the centre
+            hypokinesis=(1 + motion_harmonic[0] * np.cos(q_angle(infarct_dir) - motion_harmonic[1])) if akinetic
+            else hypokinesis,
             motion_gain=1.0,
             rv_dir=q_angle(rv_dir_phys),
             rv_half=half_k,
@@ -679,6 +685,7 @@ def make_cine_phantom(
     group: str | None = None,
     noise_std: float = 0.03,
     bias_strength: float = 0.2,
+    akinetic: bool = False,
 ) -> dict:
     """Generate one subject's synthetic cine with labels on every frame and the true displacements.
 
@@ -704,6 +711,10 @@ def make_cine_phantom(
             0 for a noise-free cine.
         bias_strength: strength of the static multiplicative bias field (``exp(strength * p)``, ``|p| <= 1``);
             0 for none.
+        akinetic: make the infarct sector of a MINF subject akinetic: its centre does not contract at all (the
+            regional motion is zero there and recovers over about +-40 degrees), a regional motion defect for the
+            strain's segment analysis. Implies ``group="MINF"``; the same seed gives the same anatomy and other
+            draws as without it.
 
     Returns:
         dict with
@@ -724,7 +735,8 @@ def make_cine_phantom(
     Raises:
         ValueError: ``num_frames`` outside 2-100, a size below 16 voxels, non-positive spacing or slice
             thickness, ``num_slices`` outside 1-64, ``ejection_fraction`` outside [0, 0.85], an unknown
-            ``group``, negative noise or bias, or a field of view too small for the drawn heart.
+            ``group``, ``akinetic`` with a group other than MINF, negative noise or bias, or a field of view too
+            small for the drawn heart.
     """
     num_frames = _check_int("num_frames", num_frames, _MIN_FRAMES, _MAX_FRAMES)
     size = _check_pair("spatial_size", spatial_size, int, _MIN_SIZE)
@@ -739,6 +751,10 @@ def make_cine_phantom(
         raise ValueError(f"ejection_fraction must lie in [0, 0.85] (or be None), got {ejection_fraction!r}.")
     if group is not None and group not in PHANTOM_GROUPS:
         raise ValueError(f"group must be one of {PHANTOM_GROUPS} or None, got {group!r}.")
+    if akinetic:
+        if group not in (None, "MINF"):
+            raise ValueError(f"an akinetic sector is an infarct's: akinetic needs group 'MINF' or None, got {group!r}.")
+        group = "MINF"
     for name, value in (("noise_std", noise_std), ("bias_strength", bias_strength)):
         if not (np.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
@@ -750,7 +766,7 @@ def make_cine_phantom(
     prior = _PRIORS[group]
     ef_drawn = float(rng_heart.uniform(*prior.ef))
     ef = ef_drawn if ejection_fraction is None else float(ejection_fraction)
-    hearts, rv_ef_target = _draw_hearts(rng_heart, prior, ef, num_slices, slice_thickness)
+    hearts, rv_ef_target = _draw_hearts(rng_heart, prior, ef, num_slices, slice_thickness, akinetic)
     profile = _Profile(rng_curve, num_frames, prior.filling_left)
     fov = (np.array(size) - 1) * sp
     hearts = _place_hearts(rng_scene, hearts, fov, sp)
@@ -806,6 +822,7 @@ def make_cine_phantom(
         "rv_depth_mm": [h.rv_depth for h in hearts],
         "twist_deg": [float(np.rad2deg(h.twist)) for h in hearts],
         "infarct": bool(prior.infarct),
+        "akinetic": bool(akinetic),
         "lv_centre_mm": [list(h.centre) for h in hearts],
     }
     out = {

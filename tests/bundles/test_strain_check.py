@@ -35,3 +35,12 @@ def test_tracking_fields_of_a_still_network_and_their_refinement_towards_the_tru
     found = stack_strain(labels, refined, spacing, es=int(p["es"]))["global"]
     # from no motion (0 %) the refinement recovers part of the true circumferential shortening, never more
     assert truth["peak_circumferential_percent"] < found["peak_circumferential_percent"] < -2.0
+
+
+def test_the_weakest_segment_of_each_level_and_the_akinetic_check_of_the_truth():
+    segments = {1: ("basal", -12.0), 2: ("basal", -1.5), 7: ("mid", -9.0), 8: ("mid", 3.0), 13: ("apical", -0.5)}
+    strain = {"segments": {k: {"level": lv, "peak_circumferential_percent": v} for k, (lv, v) in segments.items()}}
+    assert strain_check.weakest_segments(strain) == {"basal": 2, "mid": 8, "apical": 13}  # smallest magnitude
+    (row,) = strain_check.akinetic_rows({}, seeds=[2], slices=6, frames=12, no_refine=True)
+    assert row["seed"] == 2 and set(row["truth"]) == {"basal", "mid", "apical"}
+    assert row["truth"]["basal"] in range(1, 7) and row["truth"]["apical"] in range(13, 17)

@@ -297,3 +297,28 @@ def test_write_phantom_dataset_single_slices(tmp_path):
     np.testing.assert_array_equal(ddf[:, 1:, 0], truth["ddf"])
     assert np.all(ddf[:, 0] == 0)
     np.testing.assert_allclose(cine.affine[:3, 1:3], truth["affine"][:3, :2])
+
+
+def test_an_akinetic_infarct_sector_does_not_shorten():
+    """The true strain of an akinetic MINF stack: per AHA level one segment barely shortens, the others do."""
+    from monai_cardiac.metrics import stack_strain
+
+    kwargs = {"num_frames": 12, "spatial_size": (96, 96), "num_slices": 6, "noise_std": 0.0}
+    akinetic = make_cine_phantom(2, akinetic=True, **kwargs)
+    hypokinetic = make_cine_phantom(2, group="MINF", **kwargs)
+    assert akinetic["group"] == "MINF" and akinetic["params"]["akinetic"] and not hypokinetic["params"]["akinetic"]
+    np.testing.assert_array_equal(akinetic["label"][0], hypokinetic["label"][0])  # same anatomy at ED
+
+    def peaks(p):
+        strain = stack_strain(p["label"], p["ddf"][:, 1:], tuple(p["spacing"][1:]), es=int(p["es"]))
+        levels: dict[str, list[float]] = {}
+        for segment in strain["segments"].values():
+            levels.setdefault(segment["level"], []).append(abs(segment["peak_circumferential_percent"]))
+        return levels
+
+    for level, magnitudes in peaks(akinetic).items():
+        assert min(magnitudes) < 0.35 * float(np.median(magnitudes)), level
+    weakest = {level: min(m) for level, m in peaks(hypokinetic).items()}
+    assert all(min(m) < weakest[level] - 1.0 for level, m in peaks(akinetic).items())
+    with pytest.raises(ValueError, match="akinetic needs group 'MINF'"):
+        make_cine_phantom(2, group="NOR", akinetic=True, **kwargs)
