@@ -38,7 +38,7 @@ from monai_cardiac.data.ukbb import ukbb_datalist
 from monai_cardiac.displacement import inversion_warnings_logged, invert_displacement
 from monai_cardiac.engines.strain_outputs import write_strain_outputs
 from monai_cardiac.errors import CineDataError
-from monai_cardiac.metrics.plausibility import plausibility_flags
+from monai_cardiac.metrics.plausibility import report_plausibility
 from monai_cardiac.metrics.stack_strain import stack_strain
 from monai_cardiac.metrics.volume import ejection_fraction, structure_volume_curve
 
@@ -534,15 +534,15 @@ def write_joint_outputs(
     geometry = {"spacing_mm": (s_h, s_w, s_z), "image_size": expected[2:], "roi_size": roi_size,
                 "num_frames": expected[0]}
     if labels_np is None:
-        flags = _report_flags(subject, plausibility_flags(**geometry))
+        flags = report_plausibility(subject, logger, **geometry)
         logger.info(f"{subject}: motion written to {folder}")
         return {"files": {k: str(v) for k, v in files.items()}, "summary": {}, "flags": flags}
     files.update(seg=folder / f"{subject}_seg.nii.gz", volumes=folder / f"{subject}_volumes.csv")
     write_sequence_nifti(files["seg"], labels_np, affine, dtype=labels_np.dtype)
 
     summary = _volume_summary(labels_np, (s_z, s_h, s_w), ed)
-    flags = _report_flags(subject, plausibility_flags(
-        **geometry, volumes={k: summary[k] for k in ("lv_edv_ml", "rv_edv_ml", "lv_ef", "rv_ef")}))
+    flags = report_plausibility(
+        subject, logger, **geometry, volumes={k: summary[k] for k in ("lv_edv_ml", "rv_edv_ml", "lv_ef", "rv_ef")})
     header = {"subject": subject, "source": source or "", "ed_frame": f"{ed} (0-based, frame order of the input file)",
               "spacing_mm": f"{s_h:.4g} x {s_w:.4g} x {s_z:.4g} (in-plane x slice spacing, from the input's affine)"}
     if not spacing_known:
@@ -574,13 +574,6 @@ def write_joint_outputs(
         + ("" if spacing_known else " (placeholder spacing)")
     )
     return {"files": {k: str(v) for k, v in files.items()}, "summary": summary, "flags": flags}
-
-
-def _report_flags(subject: str, flags: list[str]) -> list[str]:
-    """Log the plausibility flags of a subject once, as a warning; return them."""
-    if flags:
-        logger.warning(f"{subject}: implausible input or result: {'; '.join(flags)}")
-    return flags
 
 
 class JointResultWriter:

@@ -47,6 +47,7 @@ from monai_cardiac.engines.joint_inference import (
 )
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.inferers import average_over_orientations
+from monai_cardiac.metrics.plausibility import report_plausibility
 
 __all__ = [
     "INPUT_FRAME_MODES",
@@ -580,20 +581,25 @@ class ProbabilisticResultWriter:
                     self._add_volume_spread(result, samples, affine, int(first[self.ed_key]))
             return result
         files: dict[str, str] = {}
+        cines = stack("cine")  # (T, [K,] Z, H, W) on the input grid
+        flags = report_plausibility(  # the frame count only where the output has the input's frames
+            subject, logger, spacing_mm=spacing_of(affine), image_size=cines.shape[-2:], roi_size=self.roi_size,
+            num_frames=cines.shape[0] if self.mode == "compensate" else None,
+        )
         if self.mode == "compensate":
-            files["cine"] = write_sequence_nifti(f"{prefix}_compensated.nii.gz", stack("cine"), affine)
+            files["cine"] = write_sequence_nifti(f"{prefix}_compensated.nii.gz", cines, affine)
             files["ddf"] = write_ddf_nifti(f"{prefix}_ddf_t_to_ed.nii.gz", stack("inverse_ddf"), affine)
         elif self.mode == "simulate":
-            cines, ddfs = stack("cine"), stack("ddf")  # (T, K, Z, H, W), (T, K, 2, Z, H, W)
+            ddfs = stack("ddf")  # (T, K, 2, Z, H, W)
             for k in range(cines.shape[1]):
                 files[f"cine_{k}"] = write_sequence_nifti(f"{prefix}_simulated_{k}.nii.gz", cines[:, k], affine)
                 files[f"ddf_{k}"] = write_ddf_nifti(f"{prefix}_simulated_{k}_ddf_ed_to_t.nii.gz", ddfs[:, k], affine)
         else:
             name = "reconstructed" if self.mode == "reconstruct" else "transported"
-            files["cine"] = write_sequence_nifti(f"{prefix}_{name}.nii.gz", stack("cine"), affine)
+            files["cine"] = write_sequence_nifti(f"{prefix}_{name}.nii.gz", cines, affine)
             files["ddf"] = write_ddf_nifti(f"{prefix}_{name}_ddf_ed_to_t.nii.gz", stack("ddf"), affine)
         logger.info(f"{subject}: {self.mode} outputs written to {folder}")
-        return {"files": files, "summary": {}}
+        return {"files": files, "summary": {}, "flags": flags}
 
     @staticmethod
     def _add_volume_spread(result: dict[str, Any], samples: np.ndarray, affine: Any, ed: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .jacobian import displacement_gradient, folding_fraction, jacobian_determinant, sdlogj
 from .motion import end_point_error, spatial_gradient_magnitude, temporal_gradient_magnitude, warped_rmse
 from .overlap import DiceMetric, compute_dice
-from .plausibility import PLAUSIBLE_RANGES, plausibility_flags
+from .plausibility import PLAUSIBLE_RANGES, plausibility_flags, report_plausibility
 from .stack_strain import AHA_SEGMENT_NAMES, stack_strain
 from .strain import (
     AHA_LEVELS,
@@ -53,6 +53,7 @@ __all__ = [
     "lagrangian_strain",
     "lv_centre",
     "plausibility_flags",
+    "report_plausibility",
     "nanmean_excluded",
     "radial_circumferential_strain",
     "rv_insertion_points",

@@ -8,10 +8,11 @@ disease.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
-__all__ = ["PLAUSIBLE_RANGES", "plausibility_flags"]
+__all__ = ["PLAUSIBLE_RANGES", "plausibility_flags", "report_plausibility"]
 
 PLAUSIBLE_RANGES = {
     "in_plane_spacing_mm": (0.4, 4.0),
@@ -70,3 +71,20 @@ def plausibility_flags(
     for name, value in (volumes or {}).items():
         flags.append(_outside(name, float(value), " mL" if name.endswith("_ml") else ""))
     return list(dict.fromkeys(f for f in flags if f))
+
+
+def report_plausibility(subject: str, logger: logging.Logger, **checks) -> list[str]:
+    """:func:`plausibility_flags` of ``checks``, logged once for ``subject`` as a warning when any fails.
+
+    Args:
+        subject: the subject the values belong to (named in the warning).
+        logger: where the warning goes.
+        checks: the keyword arguments of :func:`plausibility_flags`.
+
+    Returns:
+        the flags (empty when nothing is implausible).
+    """
+    flags = plausibility_flags(**checks)
+    if flags:
+        logger.warning(f"{subject}: implausible input or result: {'; '.join(flags)}")
+    return flags

@@ -3,6 +3,7 @@ and the joint-inference pieces it generalised (ED labels in the data list, ED-fi
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -229,6 +230,9 @@ def test_compensate_with_zero_motion_returns_the_input(tmp_path, acdc_patient, m
     assert np.allclose(compensated, _normalised(data), atol=1e-5)  # the file's frame order, every frame its own
     inverse, _ = _load(folder / "patient001_ddf_t_to_ed.nii.gz")
     assert inverse.shape == (*data.shape, 2) and not inverse.any()
+    # the plausibility flags of the input reach the run's table in this mode too: 5 frames is too few for a cine
+    (row,) = csv.DictReader(open(out / "summary.csv"))
+    assert row["status"] == "ok" and "num_frames 5 outside [10, 100]" in row["flags"]
 
 
 def test_compensate_warps_every_frame_onto_ed(tmp_path, acdc_patient, meta_file):
@@ -256,6 +260,8 @@ def test_compensate_warps_every_frame_onto_ed(tmp_path, acdc_patient, meta_file)
 def test_simulate_writes_sampled_cines_starting_at_ed(tmp_path, acdc_patient, meta_file):
     out = _run(tmp_path, acdc_patient, _checkpoint(tmp_path), meta_file, mode="simulate", num_samples=2, num_frames=7)
     folder = out / "patient001"
+    (row,) = csv.DictReader(open(out / "summary.csv"))
+    assert "num_frames" not in row["flags"]  # the frames are generated ones: no frame-count flag
     data, file_affine = _load(acdc_patient / "patient001_4d.nii.gz")
     normalised_ed = _normalised(data)[:, :, :, 2]
     sims, ddfs = [], []
