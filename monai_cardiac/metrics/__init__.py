@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .jacobian import displacement_gradient, folding_fraction, jacobian_determinant, sdlogj
 from .motion import end_point_error, spatial_gradient_magnitude, temporal_gradient_magnitude, warped_rmse
-from .overlap import DiceMetric, compute_dice
+from .overlap import StructureDiceMetric, compute_dice
 from .plausibility import PLAUSIBLE_RANGES, plausibility_flags, report_plausibility
 from .stack_strain import AHA_SEGMENT_NAMES, stack_strain
 from .strain import (
@@ -36,7 +36,7 @@ __all__ = [
     "CONTOUR_METRICS",
     "ContourDistanceMetric",
     "DEFAULT_SEPTUM_ANGLE_DEG",
-    "DiceMetric",
+    "StructureDiceMetric",
     "PLAUSIBLE_RANGES",
     "aha_segments",
     "compute_contour_distance",

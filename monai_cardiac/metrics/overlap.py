@@ -10,7 +10,7 @@ from monai.utils import MetricReduction
 
 from ._utils import as_one_hot_pair
 
-__all__ = ["DiceMetric", "compute_dice"]
+__all__ = ["StructureDiceMetric", "compute_dice"]
 
 
 def compute_dice(
@@ -40,7 +40,7 @@ def compute_dice(
     return _monai_compute_dice(y_pred_t, y_t, include_background=include_background, ignore_empty=False)
 
 
-class DiceMetric(_MonaiDiceMetric):
+class StructureDiceMetric(_MonaiDiceMetric):
     """Cumulative Dice per structure: MONAI's ``DiceMetric`` with the empty-mask values of docs/conventions.md.
 
     Each call scores a batch with :py:func:`compute_dice` and buffers the ``(B, C')`` result; ``aggregate()``

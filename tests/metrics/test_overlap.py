@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from monai_cardiac.errors import CineDataError
-from monai_cardiac.metrics import DiceMetric, compute_dice
+from monai_cardiac.metrics import StructureDiceMetric, compute_dice
 
 
 def _disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:
@@ -75,7 +75,7 @@ def test_dice_rejects_bad_labels_and_shapes():
 
 
 def test_dice_metric_accumulates_and_reduces():
-    metric = DiceMetric(num_classes=4, reduction="mean_batch", get_not_nans=True)
+    metric = StructureDiceMetric(num_classes=4, reduction="mean_batch", get_not_nans=True)
     pred = torch.zeros(2, 1, 6, 6, dtype=torch.int64)
     pred[0, 0, :3] = 1
     pred[1, 0, :3] = 3
