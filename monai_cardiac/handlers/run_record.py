@@ -4,8 +4,9 @@ One :class:`TrainingRunRecord` per training process (the bundles' ``run_record``
 manifest ``<ckpt_dir>/run.json``; each stage's trainer gets a :class:`StageRecord` (``run_record.stage(...)``) that
 is attached to it as a handler and saved in every checkpoint as its ``"run"`` entry (``save_dict={"model":
 network, "run": record}``; the format is described in :mod:`monai_cardiac.checkpoints`). Runs never mix: a fresh
-run (not ``--resume``) into a folder that holds another run's checkpoints first moves them to
-``<ckpt_dir>/earlier_runs/<their run id>/``.
+run (not ``--resume``) into a folder that holds another run's checkpoints first copies them, whole, to
+``<ckpt_dir>/earlier_runs/<their run id>/`` (copies, not moves: a new run may start from them, as MONAI Label's
+training starts from ``models/model.pt``); each checkpoint in ``<ckpt_dir>`` says which run wrote it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ MANIFEST_NAME = "run.json"
 """The run manifest's file name in the checkpoint folder."""
 
 EARLIER_RUNS = "earlier_runs"
-"""Sub-folder of the checkpoint folder that receives an earlier run's files when a fresh run starts there."""
+"""Sub-folder of the checkpoint folder that receives a copy of an earlier run's files when a fresh run starts there."""
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +108,9 @@ class TrainingRunRecord:
     The manifest holds ``{"run_id", "started", "command", "config_sha256", "commit", "stages": {stage:
     {"finished", "epoch", "max_epochs"}}}``. When the first stage starts: with ``resume`` and a manifest present,
     the run continues under the manifest's run id; otherwise a new run begins, and the files an earlier run left
-    in ``ckpt_dir`` (its manifest, ``*.pt``) move to ``ckpt_dir/earlier_runs/<its run id>/`` (``unknown-<time>``
-    without a manifest), with a warning naming both folders.
+    in ``ckpt_dir`` (its manifest, ``*.pt``) are copied to ``ckpt_dir/earlier_runs/<its run id>/``
+    (``unknown-<time>`` without a manifest), with a warning naming both folders; the new run then overwrites them
+    as it saves.
 
     Args:
         ckpt_dir: the folder the run's checkpoints are saved in.
@@ -144,7 +146,7 @@ class TrainingRunRecord:
         return StageRecord(self, name, network)
 
     def open(self) -> None:
-        """Adopt the earlier run's id (``resume``) or move an earlier run's files aside; write the manifest."""
+        """Adopt the earlier run's id (``resume``) or copy an earlier run's files aside; write the manifest."""
         if self._opened:
             return
         self._opened = True
@@ -162,10 +164,10 @@ class TrainingRunRecord:
             archive = self.ckpt_dir / EARLIER_RUNS / label
             archive.mkdir(parents=True, exist_ok=True)
             for path in leftovers:
-                shutil.move(str(path), str(archive / path.name))
+                shutil.copy2(str(path), str(archive / path.name))
             logger.warning(
-                "%s held the checkpoints of an earlier run (%d files); they were moved to %s so that the runs do not "
-                "mix (continue a run with '--resume true' instead)", self.ckpt_dir, len(leftovers), archive
+                "%s held the checkpoints of an earlier run (%d files); they were copied to %s before this run "
+                "overwrites them (continue a run with '--resume true' instead)", self.ckpt_dir, len(leftovers), archive
             )
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         manifest = earlier if (self.resume and earlier is not None) else {}

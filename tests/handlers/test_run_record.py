@@ -65,7 +65,7 @@ def test_an_interrupted_runs_checkpoints_are_refused_unless_asked(tmp_path):
     assert load_model_weights(JointMotionSegNet(width_multiplier=0.0625), early, allow_unfinished=True)["epoch"] == 1
 
 
-def test_a_fresh_run_moves_the_earlier_runs_files_aside(tmp_path):
+def test_a_fresh_run_copies_the_earlier_runs_files_aside(tmp_path):
     models = tmp_path / "models"
     first = _train(models)
     first_files = sorted(p.name for p in models.glob("*.pt"))
@@ -77,14 +77,15 @@ def test_a_fresh_run_moves_the_earlier_runs_files_aside(tmp_path):
     assert {read_checkpoint(p)[1]["run_id"] for p in models.glob("*.pt")} == {second.run_id}  # nothing mixed
 
 
-def test_files_of_an_undescribed_run_are_moved_aside_too(tmp_path):
+def test_files_of_an_undescribed_run_are_copied_aside_too(tmp_path):
+    """A file the new run does not overwrite (e.g. the weights it starts from) stays, undescribed, beside its copy."""
     models = tmp_path / "models"
     models.mkdir()
     torch.save({"model": {}}, models / "stage_motion.pt")
     _train(models)
     (archive,) = (models / EARLIER_RUNS).iterdir()
     assert archive.name.startswith("unknown-") and (archive / "stage_motion.pt").is_file()
-    assert not (models / "stage_motion.pt").exists()
+    assert (models / "stage_motion.pt").is_file() and read_checkpoint(models / "stage_motion.pt")[1] is None
 
 
 def test_a_resumed_run_keeps_its_id_and_files(tmp_path):
