@@ -4,7 +4,8 @@ Each method of the benchmark (a peer such as ``ffd`` or ``syn``, or a network, r
 the split on the benchmark's crops (``monai_cardiac.baselines.data``: the joint bundle's split and pipeline); its
 ``u_{ED->t}`` of the patient's slices is stacked and measured with ``monai_cardiac.metrics.stack_strain`` on the
 expert ED labels, as the inference bundles measure their own. Per patient and method: peak global radial and
-circumferential strain; then the means per ACDC group.
+circumferential strain; then the means per ACDC group (``strain_methods.md``) and a box plot of the patients'
+circumferential strain per group and method (``strain_groups.png``).
 
     python bundles/scripts/strain_methods.py --dataset_dir /path/to/acdc_dev --split test --methods ffd joint \\
         --joint_checkpoint bundles/joint/models/acdc/model.pt --output_dir /tmp/strain_methods [--peer_params P]
@@ -32,6 +33,29 @@ from monai_cardiac.engines.engine_utils import slice_spacing
 from monai_cardiac.metrics import stack_strain
 
 PEAKS = ("peak_radial_percent", "peak_circumferential_percent")
+
+
+def plot_groups(rows: Sequence[dict], methods: Sequence[str], path: Path) -> None:
+    """Box plot of the patients' peak global circumferential strain per ACDC group, one box per method."""
+    from matplotlib.figure import Figure
+
+    groups = sorted({r["group"] for r in rows})
+    figure = Figure(figsize=(1.6 + 1.4 * len(groups), 3.6))
+    axes = figure.add_subplot()
+    width = 0.8 / len(methods)
+    for k, method in enumerate(methods):
+        values = [[r[PEAKS[1]] for r in rows if r["method"] == method and r["group"] == g] for g in groups]
+        positions = [i + (k - (len(methods) - 1) / 2) * width for i in range(len(groups))]
+        boxes = axes.boxplot(values, positions=positions, widths=width * 0.9, patch_artist=True)
+        for box in boxes["boxes"]:
+            box.set_facecolor(f"C{k}")
+        axes.plot([], [], color=f"C{k}", linewidth=6, label=method)
+    axes.set_xticks(range(len(groups)), [f"{g} ({sum(r['group'] == g for r in rows) // len(methods)})" for g in groups])
+    axes.set_ylabel("peak global circumferential strain (%)")
+    axes.axhline(0.0, color="0.6", linewidth=0.8)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
 
 
 def patient_strain(fields_fn, entries: Sequence[dict], preprocessing) -> dict:
@@ -92,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "strain_methods.json").write_text(json.dumps({"rows": rows, "command": " ".join(sys.argv)}, indent=1))
     (out / "strain_methods.md").write_text("\n".join(lines) + "\n")
+    plot_groups(rows, args.methods, out / "strain_groups.png")
     print("\n".join(lines))
     return 0
 

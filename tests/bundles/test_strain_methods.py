@@ -40,3 +40,10 @@ def test_slices_tracked_one_by_one_give_the_stacks_strain():
         assert found[key] == pytest.approx(expected[key], abs=1e-6)
     assert found["peak_circumferential_percent"] < -5.0 < 5.0 < found["peak_radial_percent"]
     assert np.isfinite(list(found.values())).all()
+
+
+def test_the_group_figure_is_written(tmp_path):
+    rows = [{"method": m, "subject": f"p{i}", "group": g, "peak_circumferential_percent": v, "peak_radial_percent": 1.0}
+            for m in ("joint", "ffd") for i, (g, v) in enumerate([("NOR", -12.0), ("NOR", -10.0), ("DCM", -3.0)])]
+    strain_methods.plot_groups(rows, ["joint", "ffd"], tmp_path / "groups.png")
+    assert (tmp_path / "groups.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
