@@ -43,9 +43,9 @@ import torch.nn.functional as F
 from monai.config import NdarrayOrTensor
 from monai.networks.utils import one_hot
 from monai.transforms import MapTransform
-from monai.utils import convert_to_tensor
+from monai.utils import convert_to_numpy, convert_to_tensor
 
-from monai_cardiac.data.nifti import NUM_CLASSES
+from monai_cardiac.data.nifti import NUM_CLASSES, check_label_values
 from monai_cardiac.displacement import warp_image
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.losses import BandedLocalNormalizedCrossCorrelationLoss
@@ -73,15 +73,13 @@ def label_probabilities(labels: NdarrayOrTensor, num_classes: int = NUM_CLASSES)
     bundle's written output) rather than as soft-max probabilities.
 
     Raises:
-        CineDataError: labels that are not ``(T, H, W)`` or hold ids outside ``[0, num_classes)``.
+        CineDataError: labels that are not ``(T, H, W)``, or values that are not class ids in ``[0, num_classes)``
+            (:func:`~monai_cardiac.data.nifti.check_label_values`).
     """
-    ids = convert_to_tensor(labels, track_meta=False)
+    ids = convert_to_numpy(labels)
     if ids.ndim != 3:
         raise CineDataError(f"expected labels (T, H, W), got shape {tuple(ids.shape)}", _SOURCE)
-    ids = ids.round().long()
-    if ids.numel() and (ids.min() < 0 or ids.max() >= num_classes):
-        found = f"{int(ids.min())}..{int(ids.max())}"
-        raise CineDataError(f"label ids must lie in [0, {num_classes}), found {found}", _SOURCE)
+    ids = torch.as_tensor(check_label_values(ids, _SOURCE, num_classes), dtype=torch.long)
     return one_hot(ids[:, None], num_classes, dim=1).float()
 
 

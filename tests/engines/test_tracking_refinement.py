@@ -147,7 +147,7 @@ def test_labels_become_one_hot_probabilities_for_the_segmentation_term():
     probabilities = label_probabilities(labels)
     assert probabilities.shape == (2, 4, 2, 2) and probabilities.dtype == torch.float32
     assert torch.equal(probabilities.argmax(1), labels) and torch.equal(probabilities.sum(1), torch.ones(2, 2, 2))
-    with pytest.raises(CineDataError, match=r"label ids must lie in \[0, 4\), found 0..5"):
+    with pytest.raises(CineDataError, match=r"label values outside the classes \[0, 1, 2, 3\]: found \[5\]"):
         label_probabilities(labels + 2 * (labels == 3))
     with pytest.raises(CineDataError, match=r"labels \(T, H, W\)"):
         label_probabilities(labels[0])
