@@ -27,7 +27,7 @@ import torch
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.networks.utils import construction_arguments
 
-__all__ = ["RUN_KEY", "check_checkpoint", "load_model_weights", "read_checkpoint"]
+__all__ = ["RUN_KEY", "check_checkpoint", "check_finished", "load_model_weights", "read_checkpoint"]
 
 RUN_KEY = "run"
 """Key of a checkpoint's description of the network and of the training run that saved it."""
@@ -103,7 +103,21 @@ def check_checkpoint(
             f"command: {overrides})",
             path,
         )
-    if not description.get("finished", True) and not allow_unfinished:
+    check_finished(description, path, allow_unfinished)
+
+
+def check_finished(description: Mapping[str, Any] | None, path: str | Path, allow_unfinished: bool = False) -> None:
+    """Refuse the checkpoint of an unfinished training run (its description's ``finished`` false) unless asked.
+
+    Args:
+        description: the checkpoint's ``"run"`` entry; ``None`` passes.
+        path: the checkpoint file, for the message.
+        allow_unfinished: accept it anyway.
+
+    Raises:
+        CineDataError: an unfinished run without ``allow_unfinished``, naming its stage, epoch and run id.
+    """
+    if description is not None and not description.get("finished", True) and not allow_unfinished:
         stage = f"stage {description['stage']!r}, " if description.get("stage") else ""
         epochs = f"{description.get('epoch', '?')} of {description.get('max_epochs', '?')}"
         raise CineDataError(

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from monai_cardiac.checkpoints import RUN_KEY, read_checkpoint
+from monai_cardiac.checkpoints import RUN_KEY, check_finished, read_checkpoint
+from monai_cardiac.errors import CineDataError
 
 BUNDLES = Path(__file__).resolve().parents[1]
 
@@ -56,10 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     state, description = read_checkpoint(args.checkpoint)
-    if description is not None and not description.get("finished", True) and not args.allow_unfinished:
-        print(f"error: {args.checkpoint}: the checkpoint of an unfinished training run (stage "
-              f"{description.get('stage')!r}, epoch {description.get('epoch')} of {description.get('max_epochs')}); "
-              "finish the run or pass --allow_unfinished", file=sys.stderr)
+    try:
+        check_finished(description, args.checkpoint, args.allow_unfinished)
+    except CineDataError as error:
+        print(f"error: {error} (--allow_unfinished ships it anyway)", file=sys.stderr)
         return 1
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     out = Path(args.output_dir) if args.output_dir else BUNDLES / args.bundle / "models" / "acdc"
