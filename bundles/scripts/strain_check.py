@@ -57,6 +57,23 @@ def tracking_fields(network: torch.nn.Module, cine: np.ndarray, refine: bool) ->
     return torch.stack(fields, dim=2).numpy()
 
 
+def phantom_strain(p: dict, fields: np.ndarray) -> dict:
+    """``stack_strain`` of a phantom stack ``p`` from ``u_{ED->t}`` ``(T, 2, Z, H, W)``, with its true labels."""
+    return stack_strain(p["label"], fields, tuple(p["spacing"][1:]), ed=0, es=int(p["es"]))
+
+
+def method_strains(models: dict, p: dict, no_refine: bool) -> dict[str, dict]:
+    """:func:`phantom_strain` of the true motion (``"truth"``) and of each model's fields (and refined ones)."""
+    strains = {"truth": phantom_strain(p, p["ddf"][:, 1:])}
+    for name, network in models.items():
+        for refine in (False, True)[: 1 if no_refine else 2]:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="invert_displacement did not converge")
+                fields = tracking_fields(network, p["image"], refine)
+                strains[name + ("+refine" if refine else "")] = phantom_strain(p, fields)
+    return strains
+
+
 def weakest_segments(strain: dict) -> dict[str, int]:
     """Per AHA level, the segment whose peak circumferential strain is smallest in magnitude."""
     weakest: dict[str, tuple[float, int]] = {}
@@ -72,16 +89,7 @@ def akinetic_rows(models: dict, seeds: Sequence[int], slices: int, frames: int, 
     rows = []
     for seed in seeds:
         p = make_cine_phantom(seed, num_frames=frames, spatial_size=(96, 96), num_slices=slices, akinetic=True)
-        labels, spacing, ed_es = p["label"], tuple(p["spacing"][1:]), {"ed": 0, "es": int(p["es"])}
-        truth = weakest_segments(stack_strain(labels, p["ddf"][:, 1:], spacing, **ed_es))
-        row = {"seed": seed, "truth": truth}
-        for name, network in models.items():
-            for refine in (False, True)[: 1 if no_refine else 2]:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message="invert_displacement did not converge")
-                    found = weakest_segments(stack_strain(labels, tracking_fields(network, p["image"], refine),
-                                                          spacing, **ed_es))
-                row[name + ("+refine" if refine else "")] = found
+        row = {"seed": seed, **{m: weakest_segments(s) for m, s in method_strains(models, p, no_refine).items()}}
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -109,16 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for seed in args.seeds:
             p = make_cine_phantom(seed, num_frames=args.frames, spatial_size=(96, 96), num_slices=args.slices,
                                   group=group)
-            labels, spacing, ed_es = p["label"], tuple(p["spacing"][1:]), {"ed": 0, "es": int(p["es"])}
-            truth = stack_strain(labels, p["ddf"][:, 1:], spacing, **ed_es)["global"]
-            row = {"group": group, "seed": seed, "truth": {k: truth[k] for k in PEAKS}}
-            for name, network in models.items():
-                for refine in (False, True)[: 1 if args.no_refine else 2]:
-                    with warnings.catch_warnings():
-                        warnings.filterwarnings("ignore", message="invert_displacement did not converge")
-                        fields = tracking_fields(network, p["image"], refine)
-                        found = stack_strain(labels, fields, spacing, **ed_es)["global"]
-                    row[name + ("+refine" if refine else "")] = {k: found[k] for k in PEAKS}
+            strains = method_strains(models, p, args.no_refine)
+            row = {"group": group, "seed": seed, **{m: {k: s["global"][k] for k in PEAKS} for m, s in strains.items()}}
             rows.append(row)
             print(json.dumps(row), flush=True)
     methods = [k for k in rows[0] if k not in ("group", "seed")]
