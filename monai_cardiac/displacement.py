@@ -6,7 +6,8 @@ pulls values from the image it warps::
 
     warp(I, u)(x) = I(x + u(x))
 
-exactly as :py:class:`monai.networks.blocks.Warp` computes it (``align_corners=True``). ``u_ab`` carries
+exactly as :py:class:`monai.networks.blocks.Warp` computes it (``align_corners=True``; implemented here on
+``torch.nn.functional.grid_sample`` directly, with the identity grid cached, tested equal to ``Warp``). ``u_ab`` carries
 frame ``a`` onto frame ``b``'s grid: ``warp(I_a, u_ab) ~ I_b`` (see docs/conventions.md).
 
 Every function takes a batch; a sequence of ``T`` frames is handled by treating ``T`` as the batch axis, e.g.
@@ -16,13 +17,14 @@ a displacement sequence ``(T, S, *spatial)`` as it is and a cine ``(T, *spatial)
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import warnings
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from monai.config import NdarrayOrTensor
-from monai.networks.blocks import Warp
 from monai.networks.utils import one_hot
 from monai.utils import GridSampleMode, GridSamplePadMode, convert_to_numpy, convert_to_tensor, look_up_option
 
@@ -114,11 +116,30 @@ def warp_image(
     if mode == GridSampleMode.BICUBIC.value and spatial_dims == 3:
         raise ValueError("mode 'bicubic' is only available for 2D images.")
     dtype = torch.promote_types(ddf_t.dtype, image_t.dtype if image_t.is_floating_point() else torch.float32)
-    with warnings.catch_warnings():
-        # Warp announces, on every construction, that it falls back to torch's grid_sample.
-        warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
-        warp = Warp(mode=mode, padding_mode=padding_mode)
-    return warp(image_t.to(dtype), ddf_t.to(dtype))
+    ddf_t = ddf_t.to(dtype)
+    base, scale = _normalised_identity(tuple(ddf_t.shape[2:]), ddf_t.device, dtype)
+    # grid_sample reads (x, y[, z]) = the spatial axes reversed, in [-1, 1] with align_corners=True
+    grid = base + torch.flip(ddf_t, (1,)).movedim(1, -1) * scale
+    return F.grid_sample(image_t.to(dtype), grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _normalised_identity(
+    spatial: tuple[int, ...], device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The identity grid of ``spatial`` in ``grid_sample``'s coordinates and the voxel-to-grid scale.
+
+    Returns:
+        ``base`` ``(1, *spatial, S)`` and ``scale`` ``(S,)``, both with the axes reversed (x first), so that
+        ``base + flip(u, channels).movedim(1, -1) * scale`` is the sampling grid of displacement ``u`` in voxels,
+        as :py:class:`monai.networks.blocks.Warp` normalises it (a singleton axis maps to -1).
+    """
+    steps = [2.0 / max(size - 1, 1) for size in spatial]
+    with torch.inference_mode(False):  # cached: usable with autograd even if first made under inference mode
+        axes = torch.meshgrid(*[torch.arange(size, dtype=dtype) * step - 1.0 for size, step in zip(spatial, steps)],
+                              indexing="ij")
+        base = torch.stack(axes[::-1], dim=-1)[None].to(device)
+        return base, torch.tensor(steps[::-1], dtype=dtype, device=device)
 
 
 def warp_labels(

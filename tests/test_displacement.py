@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
+from monai.networks.blocks import Warp
 
 from monai_cardiac.displacement import (
     check_ddf,
@@ -75,6 +77,31 @@ def test_warp_is_differentiable_and_promotes_integer_images():
 def test_warp_rejects_mismatched_shapes(image_shape, ddf_shape):
     with pytest.raises(ValueError, match=r"shape"):
         warp_image(torch.zeros(image_shape), torch.zeros(ddf_shape))
+
+
+@pytest.mark.parametrize("spatial", [(9, 7), (1, 6), (5, 6, 7), (1, 5, 4)])
+@pytest.mark.parametrize("mode", ["bilinear", "nearest", "bicubic"])
+@pytest.mark.parametrize("padding_mode", ["border", "zeros", "reflection"])
+def test_warp_equals_monai_warp(spatial, mode, padding_mode):
+    """The direct grid_sample implementation gives MONAI's Warp's values, singleton axes included."""
+    if mode == "bicubic" and len(spatial) == 3:
+        pytest.skip("bicubic is 2D only")
+    generator = torch.Generator().manual_seed(len(spatial) * 10 + spatial[0])
+    image = torch.rand(3, 2, *spatial, generator=generator, dtype=torch.float64)
+    ddf = 2.0 * torch.randn(3, len(spatial), *spatial, generator=generator, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Warp's note that it falls back to grid_sample
+        expected = Warp(mode=mode, padding_mode=padding_mode)(image, ddf)
+    assert torch.allclose(warp_image(image, ddf, mode=mode, padding_mode=padding_mode), expected, atol=1e-12)
+
+
+def test_warp_first_called_under_inference_mode_still_differentiates_later():
+    """The cached identity grid made under inference mode must not poison a later call with autograd."""
+    with torch.inference_mode():
+        warp_image(torch.rand(2, 1, 13, 11), torch.zeros(2, 2, 13, 11))
+    ddf = torch.zeros(2, 2, 13, 11, requires_grad=True)
+    warp_image(torch.rand(2, 1, 13, 11), ddf).sum().backward()
+    assert ddf.grad is not None and ddf.grad.abs().sum() > 0
 
 
 def test_warp_rejects_unknown_mode():

@@ -83,6 +83,11 @@ def label_probabilities(labels: NdarrayOrTensor, num_classes: int = NUM_CLASSES)
     return one_hot(ids[:, None], num_classes, dim=1).float()
 
 
+def _diffusion(u: torch.Tensor) -> torch.Tensor:
+    """Diffusion penalty of fields ``(T, 2, H, W)``: mean squared forward difference along H plus that along W."""
+    return torch.diff(u, dim=2).square().mean() + torch.diff(u, dim=3).square().mean()
+
+
 def _resize_fields(fields: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Fields ``(T, 2, h, w)`` in voxels resampled to ``size``, their components rescaled to the new voxels."""
     scale = torch.tensor([size[0] / fields.shape[-2], size[1] / fields.shape[-1]], device=fields.device)
@@ -177,11 +182,17 @@ def refine_tracking(
         return fields.clone()
     low, high = torch.quantile(frames.flatten(), torch.tensor([0.01, 0.99], device=frames.device))
     frames = ((frames - low) / (high - low).clamp_min(1e-6)).clamp(0.0, 1.0)[:, None]  # (T, 1, H, W)
-    keep = torch.ones(frames.shape[0], 1, 1, 1, device=frames.device)
-    keep[reference] = 0.0  # the reference frame's field is the identity
-    dissimilarity = _dissimilarity(similarity, window)
+    image_term = None if similarity == "mse" else _dissimilarity(similarity, window)
+    num_channels = 1 if probabilities is None else 1 + probabilities.shape[1]
+    # The squared-difference terms (the image's with MSE; the probabilities', summed over classes) as one sum over
+    # channels: each channel is scaled once by the square root of its weight / (T h w), warping being linear in the
+    # image. With LNCC the image channel has its own term and stays unscaled.
+    channel_weights = torch.full((1, num_channels, 1, 1), segmentation_weight, device=frames.device)
+    channel_weights[:, 0] = 1.0
+    first_squared = 0 if image_term is None else 1
     full_size = tuple(frames.shape[-2:])
-    current = fields * keep
+    current = fields.clone()
+    current[reference] = 0.0  # the reference frame's field is the identity; its gradient is zeroed (Adam keeps it 0)
     for factor in (int(f) for f in levels):
         level_frames = F.avg_pool2d(frames, factor, ceil_mode=True) if factor > 1 else frames
         size = tuple(level_frames.shape[-2:])
@@ -189,25 +200,28 @@ def refine_tracking(
             level_frames = torch.cat(
                 [level_frames, F.avg_pool2d(probabilities, factor, ceil_mode=True) if factor > 1 else probabilities], 1
             )
+        scales = (channel_weights / level_frames[:, 0].numel()).sqrt()
+        scales[:, :first_squared] = 1.0
+        level_frames = level_frames * scales
         moving = level_frames[reference].expand_as(level_frames)  # the reference frame for every t
         level_fields = (_resize_fields(current, size) if size != full_size else current).detach().requires_grad_(True)
         optimizer = torch.optim.Adam([level_fields], lr=learning_rate)
         with torch.enable_grad():
             for _ in range(iterations):
-                u = level_fields * keep
-                diffusion = torch.mean((u[:, :, 1:] - u[:, :, :-1]) ** 2) + torch.mean((u[..., 1:] - u[..., :-1]) ** 2)
-                warped = warp_image(moving, u)
-                loss = dissimilarity(warped[:, :1], level_frames[:, :1]) + smoothness * diffusion
-                if probabilities is not None:
-                    mismatch = (warped[:, 1:] - level_frames[:, 1:]) ** 2
-                    loss = loss + segmentation_weight * mismatch.sum(1).mean()
+                warped = warp_image(moving, level_fields)
+                residual = warped - level_frames if first_squared == 0 else warped[:, 1:] - level_frames[:, 1:]
+                loss = residual.square().sum() + smoothness * _diffusion(level_fields)
+                if image_term is not None:
+                    loss = loss + image_term(warped[:, :1], level_frames[:, :1])
                 if temporal_smoothness > 0:
-                    ordered = torch.cat([u[reference:], u[:reference]])  # reference first, then file order
+                    # reference first, then file order
+                    ordered = torch.cat([level_fields[reference:], level_fields[:reference]])
                     loss = loss + temporal_smoothness * torch.mean((ordered[1:] - ordered[:-1]) ** 2)
                 optimizer.zero_grad()
                 loss.backward()
+                level_fields.grad[reference] = 0.0
                 optimizer.step()
-        current = level_fields.detach() * keep
+        current = level_fields.detach()
         if size != full_size:
             current = _resize_fields(current, full_size)
     return current

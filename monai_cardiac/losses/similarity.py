@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 from monai.losses import LocalNormalizedCrossCorrelationLoss
-from monai.networks.blocks import Warp
 from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.losses._precision import float32_loss
+from monai_cardiac.networks.blocks.warp import DisplacementWarp
 from monai_cardiac.networks.layers import banded_separable_filtering
 
 __all__ = ["BandedLocalNormalizedCrossCorrelationLoss", "SymmetricLocalNormalizedCrossCorrelationLoss"]
@@ -75,7 +75,8 @@ class SymmetricLocalNormalizedCrossCorrelationLoss(_Loss):
     ``warp(M, exp(v/2))`` with ``warp(F, exp(-v/2))``), this one is chosen because both terms compare an
     image with an unresampled one on its own grid, and it needs no extra exponentiation beyond the two
     fields a diffeomorphic model already returns. Swapping ``(M, F)`` together with ``(u, u^-1)`` leaves it
-    unchanged. Warping is bilinear with border padding (:class:`~monai.networks.blocks.Warp`).
+    unchanged. Warping is bilinear with border padding (MONAI's ``Warp``, as
+    :class:`~monai_cardiac.networks.blocks.DisplacementWarp` computes it).
 
     It is computed in float32 under any autocast (:func:`~monai_cardiac.losses._precision.float32_loss`): in
     float16 the product of two small local variances underflows to 0 (that of two floored ones,
@@ -121,7 +122,7 @@ class SymmetricLocalNormalizedCrossCorrelationLoss(_Loss):
             smooth_nr=smooth_nr,
             smooth_dr=smooth_dr,
         )
-        self.warp = Warp(mode="bilinear", padding_mode="border")
+        self.warp = DisplacementWarp(mode="bilinear", padding_mode="border")
 
     @float32_loss
     def forward(

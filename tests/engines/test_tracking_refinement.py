@@ -9,6 +9,7 @@ import torch
 from monai_cardiac.displacement import warp_image
 from monai_cardiac.engines import RefineTrackingd, label_probabilities, refine_tracking
 from monai_cardiac.errors import CineDataError
+from monai_cardiac.losses import BandedLocalNormalizedCrossCorrelationLoss
 
 
 def blob_cine(shift=(2.0, -1.5), size=40) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,6 +141,42 @@ def test_the_segmentation_term_moves_fields_the_images_cannot_see():
         refine_tracking(cine, start, segmentation=probabilities[:, 0], segmentation_weight=1.0)
     with pytest.raises(CineDataError, match="finite"):
         refine_tracking(cine, start, segmentation=probabilities * float("nan"), segmentation_weight=1.0)
+
+
+@pytest.mark.parametrize("similarity", ["mse", "lncc"])
+def test_the_steps_minimise_the_documented_objective(similarity):
+    """A few steps equal plain Adam on the module docstring's objective, written out term by term."""
+    generator = torch.Generator().manual_seed(3)
+    cine = torch.rand(3, 16, 16, generator=generator)
+    cine[:, :, :6] = 0.01 * cine[:, :, :6]  # a nearly flat band, where LNCC's variance floor matters
+    start = torch.randn(3, 2, 16, 16, generator=generator)
+    probabilities = torch.softmax(torch.randn(3, 4, 16, 16, generator=generator), 1)
+    options = {"smoothness": 0.2, "segmentation_weight": 0.5, "learning_rate": 0.05, "temporal_smoothness": 0.1}
+    refined = refine_tracking(cine, start, reference=1, iterations=5, levels=(1,), similarity=similarity,
+                              window=5, segmentation=probabilities, **options)
+    low, high = torch.quantile(cine.flatten(), torch.tensor([0.01, 0.99]))
+    frames = ((cine - low) / (high - low)).clamp(0, 1)[:, None]
+    lncc = BandedLocalNormalizedCrossCorrelationLoss(spatial_dims=2, kernel_size=5, kernel_type="rectangular")
+    fields = start.clone()
+    fields[1] = 0.0
+    fields.requires_grad_(True)
+    optimizer = torch.optim.Adam([fields], lr=options["learning_rate"])
+    for _ in range(5):
+        warped = warp_image(frames[1:2].expand_as(frames), fields)
+        warped_p = warp_image(probabilities[1:2].expand_as(probabilities), fields)
+        image_term = torch.mean((warped - frames) ** 2) if similarity == "mse" else 1.0 + lncc(warped, frames)
+        diffusion = torch.mean((fields[:, :, 1:] - fields[:, :, :-1]) ** 2) + torch.mean(
+            (fields[..., 1:] - fields[..., :-1]) ** 2)
+        ordered = torch.cat([fields[1:], fields[:1]])
+        loss = (image_term + options["smoothness"] * diffusion
+                + options["segmentation_weight"] * ((warped_p - probabilities) ** 2).sum(1).mean()
+                + options["temporal_smoothness"] * torch.mean((ordered[1:] - ordered[:-1]) ** 2))
+        optimizer.zero_grad()
+        loss.backward()
+        fields.grad[1] = 0.0
+        optimizer.step()
+    assert torch.allclose(refined, fields.detach(), atol=1e-4)
+    assert (refined - start).abs().max() > 0.1  # the steps moved the fields
 
 
 def test_labels_become_one_hot_probabilities_for_the_segmentation_term():

@@ -10,12 +10,15 @@ from .sequence_warp import SequenceWarp, warp_probabilities
 from .temporal_conv import TemporalConvNet, normalized_time
 from .velocity_smoothing import SpatioTemporalGaussianSmoothing
 from .vgg_encoder import SiameseVGGEncoder, StreamConvBlock
+from .warp import DisplacementWarp, ScalingAndSquaring
 
 __all__ = [
     "ConvSimpleRNN",
+    "DisplacementWarp",
     "MotionDecoder",
     "MotionEncoder",
     "MultiScaleFusionHead",
+    "ScalingAndSquaring",
     "SequenceWarp",
     "SiameseVGGEncoder",
     "SpatioTemporalGaussianSmoothing",

@@ -1,12 +1,12 @@
-"""Warping every frame of a sequence with its own displacement, in float32, with MONAI's ``Warp``."""
+"""Warping every frame of a sequence with its own displacement, in float32 (MONAI's ``Warp``'s values)."""
 
 from __future__ import annotations
 
 import torch
-from monai.networks.blocks import Warp
 from torch import nn
 
 from monai_cardiac.errors import CineDataError
+from monai_cardiac.networks.blocks.warp import DisplacementWarp
 
 __all__ = ["SequenceWarp", "warp_probabilities"]
 
@@ -26,7 +26,7 @@ class SequenceWarp(nn.Module):
 
     def __init__(self, mode: str = "bilinear", padding_mode: str = "border") -> None:
         super().__init__()
-        self.warp = Warp(mode=mode, padding_mode=padding_mode)
+        self.warp = DisplacementWarp(mode=mode, padding_mode=padding_mode)
 
     def forward(self, frames: torch.Tensor, ddf: torch.Tensor) -> torch.Tensor:
         """Warp each frame with its displacement.

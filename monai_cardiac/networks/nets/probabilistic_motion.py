@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.networks.blocks import DVF2DDF, Warp
 from torch import nn
 
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.networks.blocks.motion_vae import MotionDecoder, MotionEncoder
 from monai_cardiac.networks.blocks.temporal_conv import TemporalConvNet
 from monai_cardiac.networks.blocks.velocity_smoothing import SpatioTemporalGaussianSmoothing
+from monai_cardiac.networks.blocks.warp import DisplacementWarp, ScalingAndSquaring
 from monai_cardiac.networks.utils import records_construction_arguments
 
 __all__ = ["ProbabilisticMotionModel"]
@@ -44,12 +44,12 @@ class ProbabilisticMotionModel(nn.Module):
     - Regularisation (:class:`SpatioTemporalGaussianSmoothing`): Gaussian smoothing of the velocity sequence,
       ``sigma_mm`` in space (converted to voxels with ``spacing``) and ``sigma_frames`` over time, edges
       replicated in space and at both ends of the sequence.
-    - Exponentiation: MONAI's :class:`~monai.networks.blocks.DVF2DDF` (scaling and squaring, ``num_steps``
+    - Exponentiation: :class:`~monai_cardiac.networks.blocks.ScalingAndSquaring` (MONAI's ``DVF2DDF``, ``num_steps``
       squarings, bilinear, border padding so that a constant velocity gives exactly that translation) turns
       ``v_t`` into ``ddf_t = exp(v_t)``, which is ``u_{ED->t}`` in the project's pull convention: it lives on
       frame ``t``'s grid and ``warp(I_0, ddf_t) ~ I_t``. The inverse ``u_{t->ED} = exp(-v_t)`` lives on the
       ED grid and ``warp(I_t, exp(-v_t)) ~ I_0`` (motion compensation).
-    - Warping: MONAI's :class:`~monai.networks.blocks.Warp`, bilinear, border padding.
+    - Warping: :class:`~monai_cardiac.networks.blocks.DisplacementWarp` (MONAI's ``Warp``), bilinear, border padding.
 
     API (all images ``float``, ``moving`` ``(B, 1, H, W)``, ``fixed`` ``(B, T, H, W)``; every method takes an
     optional ``spacing`` in mm overriding the constructor's for the spatial smoothing):
@@ -120,8 +120,8 @@ class ProbabilisticMotionModel(nn.Module):
         self.tcn = TemporalConvNet(latent_dim, tcn_dilations, tcn_kernel_size, padding_mode)
         self.decoder = MotionDecoder(spatial_size, latent_dim, decoder_channels, decoder_latent_channels)
         self.smoothing = SpatioTemporalGaussianSmoothing(sigma_mm, sigma_frames, spacing)
-        self.exponentiation = DVF2DDF(num_steps=num_steps, mode="bilinear", padding_mode="border")
-        self.warp = Warp(mode="bilinear", padding_mode="border")
+        self.exponentiation = ScalingAndSquaring(num_steps=num_steps, mode="bilinear", padding_mode="border")
+        self.warp = DisplacementWarp(mode="bilinear", padding_mode="border")
 
     # ------------------------------------------------------------------ checks and shared steps
     def _check_moving(self, moving: torch.Tensor, source: str) -> None:
