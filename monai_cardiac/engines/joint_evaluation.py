@@ -33,6 +33,7 @@ from monai_cardiac.metrics import (
     jacobian_determinant,
     nanmean_excluded,
 )
+from monai_cardiac.networks import window_segmentation_logits
 from monai_cardiac.transforms import LoadCined, ReorderFromEDd
 
 __all__ = [
@@ -114,8 +115,9 @@ def evaluate_joint_sequence(
     row: dict[str, float] = {"frames": float(num_frames), "seconds": seconds}
     ed_es = labels[[0, es], None]
 
-    if "seg_logits_target" in out:
-        pred = torch.cat([out["seg_logits_target"][:, None], out["seg_logits_sources"]], dim=1)[0].argmax(1).cpu()
+    logits = window_segmentation_logits(out)
+    if logits is not None:
+        pred = logits[0].argmax(1).cpu()
         dice = compute_dice(pred[[0, es], None], ed_es, num_classes=NUM_CLASSES).mean(0)
         row.update(_per_structure("seg_dice", dice))
         for phase, frame in (("ed", 0), ("es", es)):  # voxel counts, for the per-volume Dice and EF

@@ -22,6 +22,7 @@ from torch import nn
 from monai_cardiac.data.nifti import NUM_CLASSES
 from monai_cardiac.displacement import warp_labels
 from monai_cardiac.engines.engine_utils import batch_to_device, engine_autocast, optimizer_step
+from monai_cardiac.networks import window_segmentation_logits
 
 __all__ = ["STAGES", "JointTrainingIteration", "JointValidationIteration", "stage_parameters"]
 
@@ -132,9 +133,9 @@ class JointValidationIteration:
             outputs = network(image[:, :1], image[:, 1:])
         result: dict = {"image": image}
         frames = mask[0].nonzero().flatten()
-        if "seg_logits_target" in outputs:
-            logits = torch.cat([outputs["seg_logits_target"][:, None], outputs["seg_logits_sources"]], dim=1)[0]
-            pred = logits[frames].float().argmax(1, keepdim=True)
+        logits = window_segmentation_logits(outputs)
+        if logits is not None:
+            pred = logits[0, frames].float().argmax(1, keepdim=True)
             result["pred"] = one_hot(pred, NUM_CLASSES)
             result["label"] = one_hot(labels[0, frames][:, None], NUM_CLASSES)
         if "ddf_to_target" in outputs and bool(mask[0, 0]):

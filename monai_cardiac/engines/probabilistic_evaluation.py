@@ -92,7 +92,7 @@ from monai_cardiac.metrics import (
     temporal_gradient_magnitude,
     warped_rmse,
 )
-from monai_cardiac.networks import JointMotionSegNet, ProbabilisticMotionModel
+from monai_cardiac.networks import JointMotionSegNet, ProbabilisticMotionModel, window_segmentation_logits
 
 Figure, has_matplotlib = optional_import("matplotlib.figure", name="Figure")
 
@@ -389,10 +389,8 @@ def joint_motion_fields(
         )
     else:
         out, seconds = _timed(device, amp, lambda: network(frames[None, :1], frames[None, 1:]))
-    probabilities = None
-    if "seg_logits_target" in out:
-        logits = torch.cat([out["seg_logits_target"][:, None], out["seg_logits_sources"]], dim=1)[0]
-        probabilities = logits.float().softmax(1).cpu()
+    logits = window_segmentation_logits(out)
+    probabilities = None if logits is None else logits[0].float().softmax(1).cpu()
     return {"u_ed_to_t": None, "u_t_to_ed": out["ddf_to_target"][0].float().cpu(), "probabilities": probabilities,
             "seconds": seconds}
 

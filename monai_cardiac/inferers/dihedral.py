@@ -18,6 +18,7 @@ import torch
 from monai.inferers import Inferer
 
 from monai_cardiac.errors import CineDataError
+from monai_cardiac.networks.nets.joint_motion_seg import window_segmentation_logits
 
 __all__ = [
     "DihedralEnsembleInferer",
@@ -136,10 +137,7 @@ def orientation_averaged_joint_outputs(
 
     def run(images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         out = network(images[:, :1], images[:, 1:])
-        logits = None
-        if "seg_logits_target" in out:
-            logits = torch.cat([out["seg_logits_target"][:, None], out["seg_logits_sources"]], dim=1)
-        return out.get("ddf_to_target"), logits
+        return out.get("ddf_to_target"), window_segmentation_logits(out)
 
     fields, log_probabilities = average_over_orientations(run, torch.cat([target, sources], dim=1), orientations)
     result = {} if fields is None else {"ddf_to_target": fields}

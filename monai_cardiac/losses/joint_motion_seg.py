@@ -13,6 +13,7 @@ from monai_cardiac.losses._precision import float32_loss
 from monai_cardiac.losses.huber_smoothness import HuberFlowSmoothnessLoss, TemporalHuberFlowSmoothnessLoss
 from monai_cardiac.losses.masked_cross_entropy import MaskedCrossEntropyLoss, WarpedCrossEntropyLoss
 from monai_cardiac.networks.blocks.flow_units import voxel_to_normalized_ddf
+from monai_cardiac.networks.nets.joint_motion_seg import window_segmentation_logits
 
 __all__ = ["JointMotionSegmentationLoss"]
 
@@ -116,9 +117,7 @@ class JointMotionSegmentationLoss(_Loss):
             if label_mask is None:
                 raise CineDataError("label_mask is required with labels (which frames carry a label?).", name)
             label_mask = torch.as_tensor(label_mask)
-            logits = outputs["seg_logits_target"].unsqueeze(1)
-            if "seg_logits_sources" in outputs:
-                logits = torch.cat([logits, outputs["seg_logits_sources"].to(logits.dtype)], dim=1)
+            logits = window_segmentation_logits(outputs)
             terms["segmentation"] = self.segmentation_loss(logits, labels, label_mask)
             if ddf is not None:
                 terms["warped_segmentation"] = self.warped_segmentation_loss(

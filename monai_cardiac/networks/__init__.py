@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from .blocks import (
     ConvSimpleRNN,
+    DisplacementWarp,
     MotionDecoder,
     MotionEncoder,
     MultiScaleFusionHead,
+    ScalingAndSquaring,
     SequenceWarp,
     SiameseVGGEncoder,
     SpatioTemporalGaussianSmoothing,
@@ -17,16 +19,18 @@ from .blocks import (
     voxel_to_normalized_ddf,
     warp_probabilities,
 )
-from .nets import JointMotionSegNet, ProbabilisticMotionModel, StackedJointMotionSegNet
+from .nets import JointMotionSegNet, ProbabilisticMotionModel, StackedJointMotionSegNet, window_segmentation_logits
 from .utils import construction_arguments, records_construction_arguments
 
 __all__ = [
     "ConvSimpleRNN",
+    "DisplacementWarp",
     "JointMotionSegNet",
     "MotionDecoder",
     "MotionEncoder",
     "MultiScaleFusionHead",
     "ProbabilisticMotionModel",
+    "ScalingAndSquaring",
     "SequenceWarp",
     "SiameseVGGEncoder",
     "SpatioTemporalGaussianSmoothing",
@@ -39,4 +43,5 @@ __all__ = [
     "records_construction_arguments",
     "voxel_to_normalized_ddf",
     "warp_probabilities",
+    "window_segmentation_logits",
 ]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from monai_cardiac.errors import CineDataError
-from monai_cardiac.networks import JointMotionSegNet, StackedJointMotionSegNet
+from monai_cardiac.networks import JointMotionSegNet, StackedJointMotionSegNet, window_segmentation_logits
 
 torch.set_num_threads(1)
 W = 0.125  # slim width for speed
@@ -221,3 +221,22 @@ def test_target_alone_is_segmented_with_the_motion_branch_skipped():
     alone["seg_logits_target"].sum().backward()
     assert all(p.grad is None for p in net.motion_head.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.seg_head.parameters())
+
+
+def test_window_segmentation_logits_put_the_target_first():
+    torch.manual_seed(0)
+    net = JointMotionSegNet(width_multiplier=0.0625).eval()
+    target, sources = torch.rand(2, 1, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out = net(target, sources)
+        logits = window_segmentation_logits(out)
+        assert logits.shape == (2, 4, 4, 32, 32)
+        assert torch.equal(logits[:, 0], out["seg_logits_target"])
+        assert torch.equal(logits[:, 1:], out["seg_logits_sources"])
+        alone = window_segmentation_logits(net(target))
+        assert alone.shape == (2, 1, 4, 32, 32) and torch.equal(alone[:, 0], out["seg_logits_target"])
+        mixed = window_segmentation_logits({"seg_logits_target": torch.zeros(1, 4, 2, 2, dtype=torch.bfloat16),
+                                            "seg_logits_sources": torch.ones(1, 2, 4, 2, 2)})
+        assert mixed.dtype == torch.float32 and mixed.shape == (1, 3, 4, 2, 2)
+    assert window_segmentation_logits(JointMotionSegNet(width_multiplier=0.0625, segmentation=False)(
+        target, sources)) is None

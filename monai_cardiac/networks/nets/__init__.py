@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .joint_motion_seg import JointMotionSegNet, StackedJointMotionSegNet
+from .joint_motion_seg import JointMotionSegNet, StackedJointMotionSegNet, window_segmentation_logits
 from .probabilistic_motion import ProbabilisticMotionModel
 
-__all__ = ["JointMotionSegNet", "ProbabilisticMotionModel", "StackedJointMotionSegNet"]
+__all__ = ["JointMotionSegNet", "ProbabilisticMotionModel", "StackedJointMotionSegNet", "window_segmentation_logits"]

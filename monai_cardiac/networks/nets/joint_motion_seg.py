@@ -19,13 +19,34 @@ from monai_cardiac.networks.blocks.sequence_warp import SequenceWarp
 from monai_cardiac.networks.blocks.vgg_encoder import SiameseVGGEncoder
 from monai_cardiac.networks.utils import records_construction_arguments
 
-__all__ = ["JointMotionSegNet", "StackedJointMotionSegNet"]
+__all__ = ["JointMotionSegNet", "StackedJointMotionSegNet", "window_segmentation_logits"]
 
 _VGG_CHANNELS = (64, 128, 256, 512, 512)
 _VGG_LAYERS = (2, 2, 3, 3, 3)
 _HEAD_CHANNELS = 64
 _MOTION_KEYS = ("ddf_to_target", "warped_sources")
 _SEGMENTATION_KEYS = ("seg_logits_target", "seg_logits_sources")
+
+
+def window_segmentation_logits(outputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The segmentation logits of every frame of a window, target first: ``(B, 1 + T, num_classes, *spatial)``.
+
+    Args:
+        outputs: a :class:`JointMotionSegNet` output dict (``seg_logits_target`` ``(B, num_classes, *spatial)``
+            and, when sources were given, ``seg_logits_sources`` ``(B, T, num_classes, *spatial)``).
+
+    Returns:
+        the target's logits followed by the sources' in the sources' dtype promoted with the target's (only the
+        target's when the dict has no sources' logits), or ``None`` for a network without a segmentation branch.
+    """
+    if "seg_logits_target" not in outputs:
+        return None
+    target = outputs["seg_logits_target"][:, None]
+    if "seg_logits_sources" not in outputs:
+        return target
+    sources = outputs["seg_logits_sources"]
+    dtype = torch.promote_types(target.dtype, sources.dtype)
+    return torch.cat([target.to(dtype), sources.to(dtype)], dim=1)
 
 
 def _scaled(channels: int, multiplier: float) -> int:
