@@ -30,9 +30,7 @@ from monai_cardiac.checkpoints import load_model_weights
 from monai_cardiac.data import PHANTOM_GROUPS, make_cine_phantom
 from monai_cardiac.engines.probabilistic_evaluation import motion_fields
 from monai_cardiac.engines.tracking_refinement import refine_tracking
-from monai_cardiac.metrics import stack_strain
-
-PEAKS = ("peak_radial_percent", "peak_circumferential_percent")
+from monai_cardiac.metrics import PEAK_STRAIN_KEYS, stack_strain
 
 
 def _network(name: str, checkpoint: str) -> torch.nn.Module:
@@ -118,17 +116,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             p = make_cine_phantom(seed, num_frames=args.frames, spatial_size=(96, 96), num_slices=args.slices,
                                   group=group)
             strains = method_strains(models, p, args.no_refine)
-            row = {"group": group, "seed": seed, **{m: {k: s["global"][k] for k in PEAKS} for m, s in strains.items()}}
+            peaks = {m: {k: s["global"][k] for k in PEAK_STRAIN_KEYS} for m, s in strains.items()}
+            row = {"group": group, "seed": seed, **peaks}
             rows.append(row)
             print(json.dumps(row), flush=True)
     methods = [k for k in rows[0] if k not in ("group", "seed")]
-    summary = {m: {k: float(np.mean([abs(r[m][k] - r["truth"][k]) for r in rows])) for k in PEAKS} for m in methods}
+    summary = {m: {k: float(np.mean([abs(r[m][k] - r["truth"][k]) for r in rows])) for k in PEAK_STRAIN_KEYS}
+               for m in methods}
+    radial, circumferential = PEAK_STRAIN_KEYS
     lines = ["| method | mean peak radial % | mean peak circumferential % | mean abs error radial | mean abs error "
              "circumferential |", "|---|---|---|---|---|"]
     for m in methods:
-        lines.append(f"| {m} | {np.mean([r[m][PEAKS[0]] for r in rows]):.1f} | "
-                     f"{np.mean([r[m][PEAKS[1]] for r in rows]):.1f} | {summary[m][PEAKS[0]]:.1f} | "
-                     f"{summary[m][PEAKS[1]]:.1f} |")
+        lines.append(f"| {m} | {np.mean([r[m][radial] for r in rows]):.1f} | "
+                     f"{np.mean([r[m][circumferential] for r in rows]):.1f} | {summary[m][radial]:.1f} | "
+                     f"{summary[m][circumferential]:.1f} |")
     akinetic = akinetic_rows(models, args.akinetic_seeds, args.slices, args.frames, args.no_refine)
     if akinetic:
         lines += ["", "| method | weakest segment per level (basal / mid / apical), per akinetic stack | detected (all "

@@ -30,9 +30,7 @@ from monai.utils import convert_to_numpy, convert_to_tensor
 from monai_cardiac.baselines.benchmark import METHODS, build_method, tracking_field
 from monai_cardiac.baselines.data import SPLITS, cine_preprocessing, split_datalist
 from monai_cardiac.engines.engine_utils import slice_spacing
-from monai_cardiac.metrics import stack_strain
-
-PEAKS = ("peak_radial_percent", "peak_circumferential_percent")
+from monai_cardiac.metrics import PEAK_STRAIN_KEYS, stack_strain
 
 
 def plot_groups(rows: Sequence[dict], methods: Sequence[str], path: Path) -> None:
@@ -44,7 +42,7 @@ def plot_groups(rows: Sequence[dict], methods: Sequence[str], path: Path) -> Non
     axes = figure.add_subplot()
     width = 0.8 / len(methods)
     for k, method in enumerate(methods):
-        values = [[r[PEAKS[1]] for r in rows if r["method"] == method and r["group"] == g] for g in groups]
+        values = [[r[PEAK_STRAIN_KEYS[1]] for r in rows if r["method"] == method and r["group"] == g] for g in groups]
         positions = [i + (k - (len(methods) - 1) / 2) * width for i in range(len(groups))]
         boxes = axes.boxplot(values, positions=positions, widths=width * 0.9, patch_artist=True)
         for box in boxes["boxes"]:
@@ -73,7 +71,7 @@ def patient_strain(fields_fn, entries: Sequence[dict], preprocessing) -> dict:
         tracks.append(torch.cat([torch.zeros_like(u[:1]), torch.as_tensor(u)]).numpy())  # ED's own field first
         labels.append(convert_to_numpy(d["label"]).astype(np.uint8))  # (T, H, W), ED first, labelled frames only
     strain = stack_strain(np.stack(labels, axis=1), np.stack(tracks, axis=2), spacing, ed=0, es=es)["global"]
-    return {k: float(strain[k]) for k in PEAKS}
+    return {k: float(strain[k]) for k in PEAK_STRAIN_KEYS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -109,8 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cells = []
         for g in groups:
             mine = [r for r in rows if r["method"] == method and r["group"] == g]
-            cells.append(f"{np.mean([r[PEAKS[1]] for r in mine]):.1f} / {np.mean([r[PEAKS[0]] for r in mine]):.1f} "
-                         f"({len(mine)})")
+            radial, circumferential = (np.mean([r[k] for r in mine]) for k in PEAK_STRAIN_KEYS)
+            cells.append(f"{circumferential:.1f} / {radial:.1f} ({len(mine)})")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ from monai_cardiac.data.nifti import LABEL_IDS, NUM_CLASSES, check_label_values,
 from monai_cardiac.data.ukbb import ukbb_datalist
 from monai_cardiac.displacement import inversion_warnings_logged, invert_displacement
 from monai_cardiac.engines.strain_outputs import write_strain_outputs
+from monai_cardiac.engines.subject_report import tracked_labels, write_subject_report, write_tracking_gif
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.metrics.plausibility import report_plausibility
 from monai_cardiac.metrics.stack_strain import stack_strain
@@ -470,8 +471,9 @@ def write_joint_outputs(
     plot: bool = True,
     strain: bool = True,
     roi_size: Sequence[int] | None = None,
+    image: Any | None = None,
 ) -> dict[str, Any]:
-    """Write one subject's segmentation, motion, volume table and plot, and strain into ``output_dir/subject/``.
+    """Write one subject's segmentation, motion, volume table and plot, strain and report into ``output_dir/subject/``.
 
     Files (``X, Y, Z`` are the input's voxel axes, i.e. ``H, W, Z``; frames in the input file's order):
 
@@ -485,7 +487,11 @@ def write_joint_outputs(
     - with ``strain``, the files of :func:`~monai_cardiac.engines.strain_outputs.write_strain_outputs` (strain
       curves, AHA segment table with wall thickness, bull's-eye) from
       :func:`~monai_cardiac.metrics.stack_strain.stack_strain` of the labels and ``u_{ED->t}`` (skipped with a
-      warning when the ED labels hold no myocardium).
+      warning when the ED labels hold no myocardium);
+    - with ``labels`` and ``plot``, ``<subject>_overlay.gif`` (with ``image``: the cine with the contours of the ED
+      labels carried by ``u_{ED->t}``, :func:`~monai_cardiac.engines.subject_report.write_tracking_gif`) and
+      ``<subject>_report.html`` (volumes, EF, strain, the pictures and the plausibility warnings on one page,
+      :func:`~monai_cardiac.engines.subject_report.write_subject_report`).
 
     Both NIfTI files carry ``file_affine``. Volumes use the voxel size of ``file_affine`` including the
     slice spacing. Without ``labels`` only the displacement file is written.
@@ -502,6 +508,7 @@ def write_joint_outputs(
         plot: write the PNGs (needs matplotlib).
         strain: write the strain files.
         roi_size: the network's crop ``(h, w)``, for the plausibility flags.
+        image: the input cine ``(T, Z, H, W)`` on the same grid and frame order, for the overlay GIF (None: none).
 
     Returns:
         ``{"files": {kind: path}, "summary": {...}, "flags": [...]}`` with the curves as arrays and the EDV / ESV /
@@ -557,6 +564,7 @@ def write_joint_outputs(
     if plot:
         files["plot"] = folder / f"{subject}_volumes.png"
         _plot_volumes(files["plot"], subject, summary, spacing_known)
+    result = None
     if strain:
         try:
             with inversion_warnings_logged(logger, f"{subject} strain"):
@@ -568,6 +576,15 @@ def write_joint_outputs(
             files.update(write_strain_outputs(folder, subject, result, {k: header[k] for k in keep if k in header},
                                               plot))
             summary["strain"] = result["global"]
+    if plot:
+        if image is not None and not (labels_np[ed] > 0).any():
+            logger.warning(f"{subject}: no overlay written: the ED labels hold no structure to track")
+        elif image is not None:
+            files["overlay"] = Path(write_tracking_gif(folder / f"{subject}_overlay.gif", convert_to_numpy(image),
+                                                       tracked_labels(labels_np[ed], ddf_np), ed))
+        files["report"] = Path(write_subject_report(
+            folder, subject, {k: str(v) for k, v in files.items()}, summary, flags, result,
+            {k: header[k] for k in ("source", "ed_frame", "spacing_mm", "note") if k in header}))
     logger.info(
         f"{subject}: LV EDV {summary['lv_edv_ml']:.1f} mL, ESV {summary['lv_esv_ml']:.1f} mL, "
         f"EF {100 * summary['lv_ef']:.1f} %; RV EF {100 * summary['rv_ef']:.1f} %; written to {folder}"
@@ -588,6 +605,8 @@ class JointResultWriter:
     Args:
         output_dir: folder that receives one folder per subject.
         seg_key, ddf_key, ed_key, spacing_known_key: keys of the slice records.
+        image_key: key of the input cine ``(T, H, W)`` on the input grid in file order (e.g. the preprocessed image
+            copied and brought back by :class:`InvertToInputGridd`), for the overlay GIF; None: no overlay.
         plot: write the plots.
         strain: write the strain files (:func:`write_joint_outputs`).
         roi_size: the network's crop, for the plausibility flags.
@@ -603,15 +622,17 @@ class JointResultWriter:
         plot: bool = True,
         strain: bool = True,
         roi_size: Sequence[int] | None = None,
+        image_key: str | None = None,
     ) -> None:
         self.output_dir = output_dir
         self.seg_key, self.ddf_key, self.ed_key, self.spacing_known_key = seg_key, ddf_key, ed_key, spacing_known_key
-        self.plot, self.strain, self.roi_size = plot, strain, roi_size
+        self.plot, self.strain, self.roi_size, self.image_key = plot, strain, roi_size, image_key
 
     def __call__(self, subject: str, slices: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Write ``subject`` from its slice records (slice ``z`` at position ``z``); see :func:`write_joint_outputs`."""
         labels = np.stack([convert_to_numpy(s[self.seg_key]) for s in slices], axis=1)
         ddf = np.stack([convert_to_numpy(s[self.ddf_key]) for s in slices], axis=2)
+        image = None if self.image_key is None else np.stack([convert_to_numpy(s[self.image_key]) for s in slices], 1)
         first = slices[0]
         meta = first["meta"]
         return write_joint_outputs(
@@ -626,4 +647,5 @@ class JointResultWriter:
             self.plot,
             self.strain,
             self.roi_size,
+            image,
         )

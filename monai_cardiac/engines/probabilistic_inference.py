@@ -99,7 +99,8 @@ def displacement_spread(samples: torch.Tensor) -> torch.Tensor:
 
 
 def saver_keys(
-    mode: str, ed_key: str = "input_ed", spacing_known_key: str = "spacing_known", num_samples: int = 1
+    mode: str, ed_key: str = "input_ed", spacing_known_key: str = "spacing_known", num_samples: int = 1,
+    image_key: str | None = None,
 ) -> list[str]:
     """Keys of the per-slice records :class:`monai_cardiac.handlers.SubjectSaver` keeps for ``mode``.
 
@@ -108,16 +109,18 @@ def saver_keys(
         ed_key, spacing_known_key: keys of the file's ED frame and of the spacing flag.
         num_samples: the inferer's ``num_samples``; above 1 in ``track`` mode the records also keep the
             posterior spread (``"ddf_std"``, ``"seg_samples"``).
+        image_key: in ``track`` mode, the key of the input cine kept for the overlay GIF (None: not kept).
 
     Returns:
         the keys :class:`ProbabilisticPredictionSplitd` writes for ``mode`` plus ``ed_key`` and
-        ``spacing_known_key``.
+        ``spacing_known_key`` (and ``image_key`` in ``track`` mode).
 
     Raises:
         ValueError: an unknown mode.
     """
     extra = _UNCERTAINTY_KEYS if mode == "track" and int(num_samples) > 1 else ()
-    return [*_OUTPUT_KEYS[_check_mode(mode)], *extra, ed_key, spacing_known_key]
+    image = (image_key,) if mode == "track" and image_key is not None else ()
+    return [*_OUTPUT_KEYS[_check_mode(mode)], *extra, *image, ed_key, spacing_known_key]
 
 
 # ---------------------------------------------------------------------------------------------- batch meta
@@ -526,6 +529,8 @@ class ProbabilisticResultWriter:
         strain: write the strain files of the propagated ED labels and ``u_{ED->t}`` (``track`` with ED labels;
             :func:`~monai_cardiac.engines.joint_inference.write_joint_outputs`).
         roi_size: the network's crop, for the plausibility flags.
+        image_key: in ``track`` mode, key of the input cine ``(T, H, W)`` (input grid, file order) for the overlay
+            GIF of the report (:func:`~monai_cardiac.engines.joint_inference.write_joint_outputs`); None: no GIF.
 
     Raises:
         ValueError: an unknown mode.
@@ -540,10 +545,11 @@ class ProbabilisticResultWriter:
         plot: bool = True,
         strain: bool = True,
         roi_size: Sequence[int] | None = None,
+        image_key: str | None = None,
     ) -> None:
         self.output_dir, self.mode = output_dir, _check_mode(mode)
         self.ed_key, self.spacing_known_key, self.plot = ed_key, spacing_known_key, plot
-        self.strain, self.roi_size = strain, roi_size
+        self.strain, self.roi_size, self.image_key = strain, roi_size, image_key
 
     def __call__(self, subject: str, slices: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Write ``subject`` from its slice records (slice ``z`` at position ``z``).
@@ -568,7 +574,7 @@ class ProbabilisticResultWriter:
             result = write_joint_outputs(
                 self.output_dir, subject, stack("seg") if labelled else None, stack("ddf"), affine,
                 int(first[self.ed_key]), bool(first.get(self.spacing_known_key, True)), source, self.plot,
-                self.strain, self.roi_size,
+                self.strain, self.roi_size, None if self.image_key is None else stack(self.image_key),
             )
             z_path = f"{prefix}_z.npy"
             np.save(z_path, np.stack([convert_to_numpy(s["z"], dtype=np.float32) for s in slices]))

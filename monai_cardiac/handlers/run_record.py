@@ -191,8 +191,8 @@ class TrainingRunRecord:
         if not finished:
             return
         for path in sorted(self.ckpt_dir.glob("*.pt")):
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
+            try:  # memory-mapped: a training state (optimiser moments) is not read just to look at its "run"
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             except Exception:  # not a checkpoint of this run (e.g. a training state with pickled objects)
                 continue
             run = state.get(RUN_KEY) if isinstance(state, dict) else None

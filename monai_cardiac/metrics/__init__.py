@@ -10,7 +10,7 @@ from .jacobian import displacement_gradient, folding_fraction, jacobian_determin
 from .motion import end_point_error, spatial_gradient_magnitude, temporal_gradient_magnitude, warped_rmse
 from .overlap import StructureDiceMetric, compute_dice
 from .plausibility import PLAUSIBLE_RANGES, plausibility_flags, report_plausibility
-from .stack_strain import AHA_SEGMENT_NAMES, stack_strain
+from .stack_strain import AHA_SEGMENT_NAMES, PEAK_STRAIN_KEYS, stack_strain
 from .strain import (
     AHA_LEVELS,
     DEFAULT_SEPTUM_ANGLE_DEG,
@@ -33,6 +33,7 @@ from .volume import ejection_fraction, structure_volume_curve
 __all__ = [
     "AHA_LEVELS",
     "AHA_SEGMENT_NAMES",
+    "PEAK_STRAIN_KEYS",
     "CONTOUR_METRICS",
     "ContourDistanceMetric",
     "DEFAULT_SEPTUM_ANGLE_DEG",

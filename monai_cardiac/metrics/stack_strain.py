@@ -33,7 +33,7 @@ from monai_cardiac.metrics.strain import (
     wall_thickness,
 )
 
-__all__ = ["AHA_SEGMENT_NAMES", "stack_strain"]
+__all__ = ["AHA_SEGMENT_NAMES", "PEAK_STRAIN_KEYS", "stack_strain"]
 
 AHA_SEGMENT_NAMES = {
     1: "basal anterior", 2: "basal anteroseptal", 3: "basal inferoseptal", 4: "basal inferior",
@@ -42,6 +42,9 @@ AHA_SEGMENT_NAMES = {
     13: "apical anterior", 14: "apical septal", 15: "apical inferior", 16: "apical lateral",
 }
 """Names of the AHA segments 1-16 (Cerqueira et al., Circulation 2002)."""
+
+PEAK_STRAIN_KEYS = ("peak_radial_percent", "peak_circumferential_percent")
+"""The peak values of a :func:`stack_strain` result (its ``global`` entry and each segment's), in %."""
 
 
 def _pooled(curves: Sequence[tuple[int, np.ndarray]]) -> np.ndarray:

@@ -15,6 +15,7 @@ import torch
 from monai.bundle import ConfigWorkflow
 from monai.data import MetaTensor
 from monai.transforms import Compose
+from PIL import Image
 
 from monai_cardiac.checkpoints import RUN_KEY
 from monai_cardiac.data import read_nifti_cine, read_nifti_ddf
@@ -176,7 +177,7 @@ def test_write_joint_outputs_values(tmp_path):
     ddf[1] = 0
     result = write_joint_outputs(tmp_path, "subj", labels, ddf, affine, ed=1, spacing_known=False, source="c.nii")
     files = result["files"]
-    assert sorted(files) == ["ddf", "plot", "seg", "strain", "strain_bullseye", "strain_segments", "volumes"]
+    assert sorted(files) == ["ddf", "plot", "report", "seg", "strain", "strain_bullseye", "strain_segments", "volumes"]
     assert all(Path(p).is_file() for p in files.values())
 
     seg = nib.load(files["seg"])
@@ -273,6 +274,11 @@ def test_bundle_on_a_file_smaller_than_the_roi(tmp_path):
     voxel_ml = 1.5 * 1.25 * 8.0 / 1000
     assert np.allclose(table[:, 1], (values == 3).sum(axis=(0, 1, 2)) * voxel_ml, atol=1e-3)
     assert (folder / "small_4d_volumes.png").stat().st_size > 0
+    gif = Image.open(folder / "small_4d_overlay.gif")  # the input cine with the tracked contours, every frame
+    assert gif.n_frames == 5
+    report = (folder / "small_4d_report.html").read_text()
+    assert 'src="small_4d_overlay.gif"' in report and 'src="small_4d_volumes.png"' in report
+    assert f"{100 * ef:.1f}" in report or np.isnan(ef)
 
 
 def test_bundle_on_an_acdc_patient_keeps_the_file_frame_order(tmp_path):

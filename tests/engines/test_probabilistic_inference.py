@@ -14,6 +14,7 @@ import torch
 from monai.bundle import ConfigWorkflow
 from monai.data import MetaTensor, list_data_collate
 from monai.transforms import Compose, ScaleIntensityRangePercentiles
+from PIL import Image
 
 from monai_cardiac.data import read_nifti_cine, read_nifti_ddf
 from monai_cardiac.displacement import warp_image, warp_labels
@@ -194,6 +195,8 @@ def test_track_on_an_acdc_patient_propagates_the_ed_labels(tmp_path, acdc_patien
     assert np.allclose(table[:, 1], (seg == 3).sum(axis=(0, 1, 2)) * voxel_ml, atol=1e-3)
     assert float(header["lv_edv_ml"]) == pytest.approx((gt == 3).sum() * voxel_ml, abs=1e-3)
     assert (folder / "patient001_volumes.png").stat().st_size > 0
+    assert Image.open(folder / "patient001_overlay.gif").n_frames == 5
+    assert 'src="patient001_overlay.gif"' in (folder / "patient001_report.html").read_text()
     # strain of the propagated ED myocardium: the model's motion is a rigid translation, so no strain
     strain_text = (folder / "patient001_strain.csv").read_text().splitlines()
     strain = dict(line[2:].split(": ", 1) for line in strain_text if line.startswith("# "))
