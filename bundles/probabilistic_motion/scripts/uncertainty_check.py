@@ -18,7 +18,7 @@ The claim "the spread is smaller where the image constrains the motion than in u
 against each uniform region separately: the pool moves with the heart, the background hardly moves at all, and
 a spread in voxels also scales with the size of the motion the decoder puts there.
 
-    python bundles/probabilistic_motion/scripts/uncertainty_check.py --dataset_dir data/phantom_joint \
+    python bundles/probabilistic_motion/scripts/uncertainty_check.py --dataset_dir data/phantom \
         --checkpoint bundles/probabilistic_motion/models/model.pt --output runs/uncertainty.json
 """
 
