@@ -24,7 +24,7 @@ setup(
     install_requires=_requirements("requirements.txt"),
     extras_require={
         "dicom": ["pydicom>=2.4"],
-        "test": ["pytest>=7.0", "pydicom>=2.4", "ruff>=0.5"],
+        "test": ["pytest>=7.0", "pydicom>=2.4", "ruff>=0.5", "mypy>=2.4"],
         # peer registration methods for the side-by-side benchmark (monai_cardiac.baselines); antspyx caps numpy
         # and scipy below the core's newest versions, so keep this extra in its own environment (.ci/peers.sh)
         "peers": ["itk-elastix>=0.25", "antspyx>=0.6.3"],

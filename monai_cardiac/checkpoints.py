@@ -16,6 +16,7 @@ without ``"run"`` (older files, other tools) loads as before.
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -33,7 +34,7 @@ RUN_KEY = "run"
 """Key of a checkpoint's description of the network and of the training run that saved it."""
 
 
-def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[dict, dict | None]:
+def read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[dict, dict | None]:
     """The state dict and the description (``None`` if it has none) of a checkpoint file.
 
     Args:
@@ -73,7 +74,10 @@ def _call(name: str, arguments: Mapping[str, Any]) -> str:
 
 
 def check_checkpoint(
-    network: torch.nn.Module, description: Mapping[str, Any] | None, path: str | Path, allow_unfinished: bool = False
+    network: torch.nn.Module,
+    description: Mapping[str, Any] | None,
+    path: str | os.PathLike,
+    allow_unfinished: bool = False,
 ) -> None:
     """Check that a checkpoint's description fits ``network`` and comes from a finished run.
 
@@ -106,7 +110,9 @@ def check_checkpoint(
     check_finished(description, path, allow_unfinished)
 
 
-def check_finished(description: Mapping[str, Any] | None, path: str | Path, allow_unfinished: bool = False) -> None:
+def check_finished(
+    description: Mapping[str, Any] | None, path: str | os.PathLike, allow_unfinished: bool = False
+) -> None:
     """Refuse the checkpoint of an unfinished training run (its description's ``finished`` false) unless asked.
 
     Args:
@@ -131,7 +137,7 @@ def check_finished(description: Mapping[str, Any] | None, path: str | Path, allo
 
 def load_model_weights(
     network: torch.nn.Module,
-    checkpoint: str | Path,
+    checkpoint: str | os.PathLike,
     device: torch.device | str = "cpu",
     allow_unfinished: bool = False,
 ) -> dict | None:

@@ -153,13 +153,13 @@ def build_method(spec: Mapping[str, Any]) -> tuple[Callable, dict]:
     """
     import torch
 
-    from monai_cardiac.baselines import PEERS, VoxelMorphRegistration
+    from monai_cardiac.baselines import PEERS, SequenceRegistration, VoxelMorphRegistration
     from monai_cardiac.checkpoints import load_model_weights
     from monai_cardiac.engines.probabilistic_evaluation import motion_fields
 
     name, params, device = spec["name"], dict(spec.get("params") or {}), spec.get("device", "cpu")
     if name == "voxelmorph":
-        peer = VoxelMorphRegistration(spec["checkpoint"], device=device, **params)
+        peer: SequenceRegistration = VoxelMorphRegistration(spec["checkpoint"], device=device, **params)
         return peer.motion_fields, peer.parameters()
     if name in PEERS:
         peer = PEERS[name](**params)
@@ -168,7 +168,7 @@ def build_method(spec: Mapping[str, Any]) -> tuple[Callable, dict]:
     network = bundle_network(base, spec.get("config")).to(device)
     load_model_weights(network, spec["checkpoint"], device)
     network.eval()
-    described = {"network": type(network).__name__, "checkpoint": str(spec["checkpoint"]),
+    described: dict[str, Any] = {"network": type(network).__name__, "checkpoint": str(spec["checkpoint"]),
                  "config": str(spec.get("config") or _bundle_config(base)), "device": str(device)}
     if base == "motion_only":
         described["segmentation"] = False

@@ -57,9 +57,9 @@ def read_info_cfg(path: str | Path, num_frames: int | None = None) -> dict:
         raise CineDataError("missing field NbFrame and the cine's frame count is unknown", path)
     if num_frames is not None and nb != num_frames:
         raise CineDataError(f"NbFrame {nb} does not match the cine's {num_frames} frames", path)
-    for key, value in (("ED", ed), ("ES", es)):
-        if not 1 <= value <= nb:
-            raise CineDataError(f"{key} = {value} is outside the frames 1..{nb}", path)
+    for key, frame in (("ED", ed), ("ES", es)):
+        if not 1 <= frame <= nb:
+            raise CineDataError(f"{key} = {frame} is outside the frames 1..{nb}", path)
     info = {"ed": ed - 1, "es": es - 1, "num_frames": nb, "group": fields.get("Group", "")}
     for key in ("Height", "Weight"):
         if key in fields:
@@ -120,7 +120,7 @@ def acdc_datalist(
         raise CineDataError("no patientXXX folders", root)
     known = _spacing_known(root)
 
-    datalist = []
+    datalist: list[dict] = []
     for name in names:
         folder = root / name
         cine = folder / f"{name}_4d.nii.gz"

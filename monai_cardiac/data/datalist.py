@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
+from monai_cardiac.data.nifti import load_image
 from monai_cardiac.errors import CineDataError
 
 __all__ = ["cine_header_shape", "expand_slices", "split_by_subject"]
@@ -29,7 +29,7 @@ def cine_header_shape(path: str | Path) -> tuple[int, int, int, int]:
     if not path.is_file():
         raise CineDataError("file not found", path)
     try:
-        shape = tuple(int(s) for s in nib.load(str(path)).shape)
+        shape = tuple(int(s) for s in load_image(path).shape)
     except Exception as err:  # nibabel raises several types for unreadable headers
         raise CineDataError(f"cannot read NIfTI header: {err}", path) from err
     if len(shape) == 5 and shape[4] == 1:

@@ -71,7 +71,7 @@ def read_dicom_cine(folder: str | Path, position_tolerance: float = 0.01) -> Cin
     if not files:
         raise CineDataError("no files in the DICOM series folder", folder)
 
-    records = []
+    records: list[dict] = []
     for path in files:
         ds = _read_header(path)
         for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns"):
@@ -160,7 +160,7 @@ def dicom_datalist(series_folders: Sequence[str | Path], per: str = "slice") -> 
     """
     if per not in ("slice", "volume"):
         raise ValueError(f"per must be 'slice' or 'volume', got {per!r}")
-    datalist = []
+    datalist: list[dict] = []
     for folder in map(Path, series_folders):
         num_frames, num_slices = read_dicom_cine(folder).data.shape[:2]
         entry = {

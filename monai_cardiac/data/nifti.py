@@ -10,9 +10,11 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
+from nibabel.spatialimages import SpatialImage
 
 from monai_cardiac.errors import CineDataError
 
@@ -24,6 +26,7 @@ __all__ = [
     "check_finite",
     "check_label_values",
     "file_to_array_affine",
+    "load_image",
     "nifti_image",
     "read_nifti_cine",
     "read_nifti_labels",
@@ -107,13 +110,25 @@ def nifti_image(data: np.ndarray, file_affine: np.ndarray) -> nib.Nifti1Image:
     return img
 
 
+def load_image(path: str | Path) -> SpatialImage:
+    """``nib.load``, typed as the image with voxels, affine and shape that the NIfTI files read here give.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        the (lazily loaded) image.
+    """
+    return cast(SpatialImage, nib.load(str(path)))
+
+
 def _load(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a NIfTI file's voxels and affine, turning every reading failure into a CineDataError."""
     path = Path(path)
     if not path.is_file():
         raise CineDataError("file not found", path)
     try:
-        img = nib.load(str(path))
+        img = load_image(path)
         data = np.asanyarray(img.dataobj)
     except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as err:
         raise CineDataError(f"cannot read NIfTI (truncated or corrupt?): {err}", path) from err

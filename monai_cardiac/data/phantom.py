@@ -423,8 +423,8 @@ def _heart_box(hearts: Sequence[_Heart], margin: float) -> np.ndarray:
     for h in hearts:
         q = h.outer_radius(_ANGLES) * np.stack([np.cos(_ANGLES), np.sin(_ANGLES)])
         points.append(np.linalg.solve(h.q_matrix, q) + np.asarray(h.centre)[:, None])
-    points = np.concatenate(points, axis=1)
-    return np.stack([points.min(axis=1) - margin, points.max(axis=1) + margin], axis=1)
+    pts = np.concatenate(points, axis=1)
+    return np.stack([pts.min(axis=1) - margin, pts.max(axis=1) + margin], axis=1)
 
 
 def _place_hearts(rng, hearts, fov: np.ndarray, spacing: np.ndarray) -> list[_Heart]:

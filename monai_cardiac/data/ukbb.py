@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from monai_cardiac.data.datalist import cine_header_shape, expand_slices
+from monai_cardiac.data.nifti import load_image
 from monai_cardiac.errors import CineDataError
 
 __all__ = ["UKBB_LABEL_MAP", "ukbb_datalist"]
@@ -30,8 +30,8 @@ UKBB_LABEL_MAP = (0, 3, 2, 1)
 
 def _find_es_frame(cine_path: Path, es_image: Path) -> int:
     """Index of the cine frame identical to ``sa_ES.nii.gz`` (UK Biobank does not store the ES index)."""
-    cine = np.asanyarray(nib.load(str(cine_path)).dataobj)
-    es = np.asanyarray(nib.load(str(es_image)).dataobj)
+    cine = np.asanyarray(load_image(cine_path).dataobj)
+    es = np.asanyarray(load_image(es_image).dataobj)
     if es.ndim == 4:
         es = es[..., 0]
     if es.shape != cine.shape[:3]:
@@ -70,7 +70,7 @@ def ukbb_datalist(
     if not subjects:
         raise CineDataError("no subject folders", root)
 
-    datalist = []
+    datalist: list[dict] = []
     for folder in subjects:
         cine = folder / "sa.nii.gz"
         _, _, num_slices, num_frames = cine_header_shape(cine)

@@ -195,7 +195,7 @@ def volume_rows(rows: Iterable[Mapping]) -> list[dict[str, float]]:
     return result
 
 
-def summarize_rows(rows: Iterable[dict[str, float]]) -> dict[str, dict[str, float]]:
+def summarize_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean, standard deviation and count of each column over rows, NaN values left out and counted.
 
     Args:
@@ -323,7 +323,7 @@ def report_phantom_joint(
     return result
 
 
-def _mean_std(summary: dict, column: str, digits: int = 3) -> str:
+def _mean_std(summary: Mapping, column: str, digits: int = 3) -> str:
     """``mean (std)`` of a summary column, ``-`` where absent or undefined."""
     stats = summary.get(column)
     if stats is None or np.isnan(stats["mean"]):
@@ -403,7 +403,7 @@ def score_checkpoints(
     return all_rows, summaries
 
 
-def write_rows_csv(path: str | Path, rows: Sequence[dict], exclude: Iterable[str] = ()) -> None:
+def write_rows_csv(path: str | Path, rows: Sequence[Mapping], exclude: Iterable[str] = ()) -> None:
     """Rows as CSV, one column per key in first-seen order, ``exclude``-d keys left out (e.g. per-frame curves)."""
     excluded = set(exclude)
     columns = list(dict.fromkeys(k for r in rows for k in r if k not in excluded))

@@ -375,7 +375,7 @@ def _volume_summary(labels: np.ndarray, spacing: Sequence[float], ed: int) -> di
     return summary
 
 
-def _write_volume_csv(path: Path, summary: dict[str, Any], header: dict[str, Any]) -> None:
+def _write_volume_csv(path: str | Path, summary: dict[str, Any], header: dict[str, Any]) -> None:
     """``# key: value`` header lines, then the table ``frame, lv_ml, rv_ml, myo_ml``."""
     with open(path, "w", newline="") as f:
         for key, value in header.items():
@@ -387,7 +387,7 @@ def _write_volume_csv(path: Path, summary: dict[str, Any], header: dict[str, Any
             writer.writerow([t, *(f"{summary[n][t]:.4f}" for n in names)])
 
 
-def _plot_volumes(path: Path, subject: str, summary: dict[str, Any], spacing_known: bool) -> None:
+def _plot_volumes(path: str | Path, subject: str, summary: dict[str, Any], spacing_known: bool) -> None:
     """LV and RV volume curves with ED and ES marked, rendered with matplotlib's Agg canvas (no pyplot)."""
     fig = Figure(figsize=(6.4, 4.0), dpi=100)
     ax = fig.add_subplot()
@@ -535,7 +535,7 @@ def write_joint_outputs(
         labels_np = check_label_values(labels_np, subject)
     folder = Path(output_dir) / subject
     folder.mkdir(parents=True, exist_ok=True)
-    files = {"ddf": folder / f"{subject}_ddf_ed_to_t.nii.gz"}
+    files: dict[str, Path | str] = {"ddf": folder / f"{subject}_ddf_ed_to_t.nii.gz"}
     write_ddf_nifti(files["ddf"], ddf_np, affine)
     s_h, s_w, s_z = spacing_of(affine)
     geometry = {"spacing_mm": (s_h, s_w, s_z), "image_size": expected[2:], "roi_size": roi_size,

@@ -38,9 +38,10 @@ def _check_stage(stage: str) -> str:
 
 def _segmentation_modules(network: nn.Module) -> list[nn.Module]:
     """The modules trained in the segmentation stage (everything of the segmentation head)."""
-    if getattr(network, "seg_head", None) is None:
+    seg_head = getattr(network, "seg_head", None)
+    if seg_head is None:
         raise ValueError("the segmentation stage needs a network with a segmentation branch")
-    return [network.seg_head]
+    return [seg_head]
 
 
 def stage_parameters(network: nn.Module, stage: str) -> Iterator[nn.Parameter]:
@@ -56,7 +57,7 @@ def stage_parameters(network: nn.Module, stage: str) -> Iterator[nn.Parameter]:
         the parameters that require gradients in this stage.
     """
     net = getattr(network, "module", network)
-    trainable = set()
+    trainable: set[int] = set()
     if _check_stage(stage) == "segmentation":
         for module in _segmentation_modules(net):
             trainable.update(id(p) for p in module.parameters())
@@ -92,11 +93,11 @@ class JointTrainingIteration:
         net = getattr(network, "module", network)
         network.train()
         if self.stage == "segmentation":
-            net.encoder.eval()  # frozen encoder: keep its batch-norm statistics too
+            net.get_submodule("encoder").eval()  # frozen encoder: keep its batch-norm statistics too
         engine.optimizer.zero_grad(set_to_none=True)
         with engine_autocast(engine):
             if self.stage == "segmentation":
-                if labels is None or not bool(mask.any()):
+                if labels is None or mask is None or not bool(mask.any()):
                     raise ValueError("the segmentation stage needs labelled frames in every batch")
                 frames = image[mask][:, None]  # (N, 1, H, W) labelled frames only
                 outputs = network(frames)
@@ -132,6 +133,7 @@ class JointValidationIteration:
         with torch.no_grad(), engine_autocast(engine):
             outputs = network(image[:, :1], image[:, 1:])
         result: dict = {"image": image}
+        assert labels is not None and mask is not None  # validation batches are labelled
         frames = mask[0].nonzero().flatten()
         logits = window_segmentation_logits(outputs)
         if logits is not None:

@@ -43,6 +43,7 @@ from monai_cardiac.engines.engine_utils import slice_spacing
 from monai_cardiac.engines.joint_evaluation import summarize_rows
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.metrics.volume import ejection_fraction, structure_volume_curve
+from monai_cardiac.networks import ProbabilisticMotionModel
 
 Figure, _ = optional_import("matplotlib.figure", name="Figure")
 
@@ -238,10 +239,10 @@ def _check_sequence(network: torch.nn.Module, image: torch.Tensor, source: str) 
 
 @torch.inference_mode()
 def reconstruction_curves(
-    network: torch.nn.Module,
+    network: ProbabilisticMotionModel,
     image: torch.Tensor,
     ed_labels: torch.Tensor,
-    spacing: Sequence[float],
+    spacing: Sequence[float] | np.ndarray,
     subject: str,
     subsets: Mapping[str, Callable[[int], list[int] | None]] | None = None,
     seed: int = 0,
@@ -412,7 +413,7 @@ def _plot_study(path: Path, example: dict, summary: Mapping, num_slices: int) ->
 
 
 def reconstruction_study(
-    network: torch.nn.Module,
+    network: ProbabilisticMotionModel,
     datalist: Sequence[Mapping],
     preprocessing: Callable,
     device: torch.device | str = "cpu",
@@ -545,8 +546,8 @@ def reconstruction_study(
         out.mkdir(parents=True, exist_ok=True)
         (out / "reconstruction_study.md").write_text(tables)
         with open(out / "reconstruction_study.csv", "w", newline="") as f:
-            columns = list(dict.fromkeys(k for r in rows for k in r))
-            writer = csv.DictWriter(f, fieldnames=columns)
+            fieldnames = list(dict.fromkeys(k for r in rows for k in r))
+            writer = csv.DictWriter(f, fieldnames=fieldnames)
             writer.writeheader()
             writer.writerows(rows)
         settings = {"seed": seed, "num_draws": num_draws, "label_mode": label_mode, "checkpoint": checkpoint,
@@ -615,8 +616,9 @@ def _plot_transport(path: Path, panels: list[tuple[str, list[np.ndarray], list[n
         for col in range(columns):
             ax = fig.add_subplot(grid[row, col])
             ax.imshow(images[col], cmap="gray", vmin=0.0, vmax=1.0)
-            if labels[col] is not None:
-                _contours(ax, labels[col])
+            frame_labels = labels[col]
+            if frame_labels is not None:
+                _contours(ax, frame_labels)
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
@@ -636,7 +638,7 @@ def _plot_transport(path: Path, panels: list[tuple[str, list[np.ndarray], list[n
 
 @torch.inference_mode()
 def transport_figure(
-    network: torch.nn.Module,
+    network: ProbabilisticMotionModel,
     source_entry: Mapping,
     target_entry: Mapping,
     preprocessing: Callable,
@@ -681,7 +683,7 @@ def transport_figure(
     if checkpoint is not None:
         load_model_weights(network, checkpoint, device)
     network.eval()
-    slices = {}
+    slices: dict[str, dict[str, Any]] = {}
     for role, entry in (("source", source_entry), ("target", target_entry)):
         image, ed_labels, spacing, known = _prepare(entry, preprocessing)
         src = str(entry.get("image", role))

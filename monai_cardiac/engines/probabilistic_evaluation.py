@@ -268,8 +268,8 @@ def _lv_volume_columns(
         geometry = [*spacing, slice_thickness]
         curves["ml"] = (structure_volume_curve(tracked, geometry, _LV), structure_volume_curve(labels, geometry, _LV))
     columns: dict = {}
-    for suffix, (track, ref) in curves.items():  # mL last: the curves and EF kept are in mL where known
-        track, ref = track.numpy(), np.where(label_mask.numpy(), ref.numpy(), np.nan)
+    for suffix, (track_t, ref_t) in curves.items():  # mL last: the curves and EF kept are in mL where known
+        track, ref = track_t.numpy(), np.where(label_mask.numpy(), ref_t.numpy(), np.nan)
         edv, esv_track, ef_track = ejection_fraction(track, ed=0, es=es)
         _, esv_ref, ef_ref = ejection_fraction(ref, ed=0, es=es)
         columns.update({f"lv_ed_{suffix}": edv, f"lv_es_track_{suffix}": esv_track, f"lv_es_ref_{suffix}": esv_ref})
@@ -644,7 +644,7 @@ def motion_target_checks(
     return result
 
 
-def plot_lv_volume_curves(rows_by_variant: Mapping[str, Sequence[dict]], output_file: str | Path,
+def plot_lv_volume_curves(rows_by_variant: Mapping[str, Sequence[Mapping]], output_file: str | Path,
                           max_slices: int = 4) -> bool:
     """LV volume curves of a few slices, one panel each: every variant's tracked curve and the labelled frames.
 
@@ -683,6 +683,7 @@ def plot_lv_volume_curves(rows_by_variant: Mapping[str, Sequence[dict]], output_
                 continue
             ax.plot(row["lv_volume_track"], "-", label=f"{name} (tracked)")
             reference = row
+        assert reference is not None  # the slices are chosen from the first variant's rows
         ref = np.asarray(reference["lv_volume_ref"], dtype=float)
         labelled = np.flatnonzero(~np.isnan(ref))
         ax.plot(labelled, ref[labelled], "ko", label="labels")

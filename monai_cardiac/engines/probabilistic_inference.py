@@ -141,7 +141,7 @@ def _recorded_ed(inputs: Any, index: int) -> int:
     """The file frame that became frame 0: the ED recorded by ``ReorderFromED`` (0 when nothing was recorded)."""
     if not isinstance(inputs, MetaTensor):
         return 0
-    operations = inputs.applied_operations
+    operations: Any = inputs.applied_operations  # of a batch: one list per item
     if inputs.is_batch:
         operations = operations[index] if index < len(operations) else []
     if not isinstance(operations, list):  # MONAI collates an item without a record as TraceKeys.NONE
@@ -268,7 +268,7 @@ class ProbabilisticMotionInferer(Inferer):
         return self.mode in INPUT_FRAME_MODES
 
     @staticmethod
-    def _check_given(given: Sequence[int]) -> list[int]:
+    def _check_given(given: int | Sequence[int]) -> list[int]:
         values = [given] if isinstance(given, int) else list(given)
         bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1]
         if not values or bad:
@@ -297,7 +297,7 @@ class ProbabilisticMotionInferer(Inferer):
             CineDataError: inputs of the wrong shape, ``given`` frames beyond the cine, a bad ``motion_input``,
                 or no slice meta for ``motion_slice="index"``.
         """
-        model = getattr(network, "module", network)
+        model: Any = getattr(network, "module", network)
         cine = inputs.as_tensor() if isinstance(inputs, MetaTensor) else torch.as_tensor(inputs)
         if cine.ndim != 4 or cine.shape[1] < 2:
             raise CineDataError(f"expected cines (B, N >= 2, H, W) with ED first, got shape {tuple(cine.shape)}",
@@ -309,6 +309,7 @@ class ProbabilisticMotionInferer(Inferer):
                 ddf = average_over_orientations(lambda c: (model.track(c[:, :1], c[:, 1:]), None), cine)[0]
             else:
                 ddf = model.decode(z, moving)["ddf"]
+            assert ddf is not None  # run gives fields
             out = {"ddf": _with_ed(ddf), "z": z}
             if self.num_samples > 1:
                 out["ddf_samples"] = torch.cat([self._posterior_samples(model, inputs, cine, b)
@@ -330,8 +331,8 @@ class ProbabilisticMotionInferer(Inferer):
             return {"cine": _with_ed(out["warped"].transpose(1, 2), ed_frames),
                     "ddf": _with_ed(out["ddf"].transpose(1, 2))}
         if self.mode == "reconstruct":
-            steps = self._given_steps(inputs, b, cine.shape[1])
-            out = model.reconstruct(moving, fixed, steps, self._generator(cine.device))
+            given_steps = self._given_steps(inputs, b, cine.shape[1])
+            out = model.reconstruct(moving, fixed, given_steps, self._generator(cine.device))
         else:
             out = model.transport(self._source_code(model, inputs, b, cine.device), moving)
         return {"cine": _with_ed(out["warped"], moving), "ddf": _with_ed(out["ddf"])}
@@ -353,6 +354,7 @@ class ProbabilisticMotionInferer(Inferer):
 
     def _given_steps(self, inputs: Any, b: int, num_frames: int) -> list[int]:
         """``given`` (1-based file frames) as 0-based steps after ED of the ED-first sequence of item ``b``."""
+        assert self.given is not None  # required by mode "reconstruct" (__init__)
         beyond = [f for f in self.given if f > num_frames]
         if beyond:
             raise CineDataError(
@@ -384,6 +386,7 @@ class ProbabilisticMotionInferer(Inferer):
     def _load_source_codes(self, model: Any, device: torch.device) -> list[torch.Tensor]:
         """Per-slice motion matrices ``(1, d, T_s)`` of ``motion_input`` (a ``.npy`` file or a cine), on the CPU."""
         source = self.motion_input
+        assert source is not None  # required by mode "transport" (__init__)
         if source.endswith(".npy"):
             if not Path(source).is_file():
                 raise CineDataError("motion matrix file not found", source)
@@ -399,6 +402,7 @@ class ProbabilisticMotionInferer(Inferer):
         subjects = sorted({e["subject"] for e in entries})
         if len(subjects) != 1:
             raise CineDataError(f"motion_input must hold one subject, found {len(subjects)}: {subjects}", source)
+        assert self.preprocessing is not None  # required for a cine motion_input (__init__)
         codes = []
         with torch.no_grad():
             for entry in entries:

@@ -72,7 +72,7 @@ class ProbabilisticMotionValidationIteration:
         image, labels, mask = batch_to_device(engine, batchdata)
         if image.shape[0] != 1:
             raise ValueError(f"validation runs on whole sequences with batch size 1, got {image.shape[0]}")
-        if labels is None or not bool(mask[0, 0]) or not bool(mask[0, 1:].any()):
+        if labels is None or mask is None or not bool(mask[0, 0]) or not bool(mask[0, 1:].any()):
             raise ValueError("validation needs a labelled ED frame and at least one labelled later frame")
         moving, fixed = _split_sequence(image)
         engine.network.eval()

@@ -176,11 +176,13 @@ def write_subject_report(folder: str | Path, subject: str, files: Mapping[str, s
         parts.append("<h2>Strain (Green-Lagrange, % of the ED myocardium)</h2>" + _table(
             ["", "peak radial", "peak circumferential"],
             [("global", _number(glob["peak_radial_percent"]), _number(glob["peak_circumferential_percent"]))]))
-        rows = [(sid, e["name"], _number(e["peak_radial_percent"]), _number(e["peak_circumferential_percent"]),
-                 _number(e["thickness_ed_mm"]), _number(e["thickness_es_mm"]), _number(e["thickening_percent"]))
-                for sid, e in strain["segments"].items()]
+        segment_rows = [
+            (sid, e["name"], _number(e["peak_radial_percent"]), _number(e["peak_circumferential_percent"]),
+             _number(e["thickness_ed_mm"]), _number(e["thickness_es_mm"]), _number(e["thickening_percent"]))
+            for sid, e in strain["segments"].items()
+        ]
         parts.append(_table(["segment", "name", "peak radial (%)", "peak circumferential (%)", "wall ED (mm)",
-                             "wall ES (mm)", "thickening (%)"], rows))
+                             "wall ES (mm)", "thickening (%)"], segment_rows))
     listing = "".join(f'<li><a href="{html.escape(Path(p).name)}">{html.escape(Path(p).name)}</a></li>'
                       for p in files.values())
     parts.append(f"<h2>Files</h2><ul>{listing}</ul>")

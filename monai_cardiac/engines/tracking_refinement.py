@@ -219,6 +219,7 @@ def refine_tracking(
                     loss = loss + temporal_smoothness * torch.mean((ordered[1:] - ordered[:-1]) ** 2)
                 optimizer.zero_grad()
                 loss.backward()
+                assert level_fields.grad is not None  # set by backward
                 level_fields.grad[reference] = 0.0
                 optimizer.step()
         current = level_fields.detach()
@@ -265,9 +266,11 @@ class RefineTrackingd(MapTransform):
             raise ValueError(f"iterations must be >= 0 and similarity one of {SIMILARITIES}, got {iterations}, "
                              f"{similarity!r}.")
         self.ddf_key, self.image_key, self.segmentation_key = ddf_key, image_key, segmentation_key
-        self.options = {"iterations": int(iterations), "smoothness": smoothness, "learning_rate": learning_rate,
-                        "similarity": similarity, "levels": tuple(levels), "window": window,
-                        "temporal_smoothness": temporal_smoothness, "segmentation_weight": segmentation_weight}
+        self.options: dict[str, Any] = {
+            "iterations": int(iterations), "smoothness": smoothness, "learning_rate": learning_rate,
+            "similarity": similarity, "levels": tuple(levels), "window": window,
+            "temporal_smoothness": temporal_smoothness, "segmentation_weight": segmentation_weight,
+        }
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)

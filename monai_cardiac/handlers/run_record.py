@@ -235,8 +235,10 @@ class StageRecord:
             engine.add_event_handler(Events.COMPLETED, self._completed)
 
     def _completed(self, engine: Engine) -> None:
-        finished = engine.state.epoch >= engine.state.max_epochs and not engine.should_terminate
-        self.run.stage_done(self.name, engine.state.epoch, engine.state.max_epochs, finished)
+        max_epochs = engine.state.max_epochs
+        assert max_epochs is not None  # set by Engine.run before STARTED
+        finished = engine.state.epoch >= max_epochs and not engine.should_terminate
+        self.run.stage_done(self.name, engine.state.epoch, max_epochs, finished)
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint description at the trainer's current epoch (``finished`` false until completion)."""

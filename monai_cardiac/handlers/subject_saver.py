@@ -84,7 +84,8 @@ class SubjectSaver:
 
     def __call__(self, engine: Engine) -> None:
         """File every item of the engine's current batch and output."""
-        batch, output = engine.state.batch, engine.state.output
+        batch: Any = engine.state.batch  # ignite annotates batch and output as int | None
+        output: Any = engine.state.output
         if isinstance(batch, Mapping):
             batch = decollate_batch(batch)
         if isinstance(output, Mapping):

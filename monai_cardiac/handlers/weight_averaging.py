@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -63,7 +64,9 @@ class ExponentialMovingAverage:
         return min(self.decay, (1 + num_averaged) / (10 + num_averaged)) if self.warmup else self.decay
 
     @torch.no_grad()
-    def _average(self, averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+    def _average(
+        self, averaged: Sequence[torch.Tensor], current: Sequence[torch.Tensor], num_averaged: torch.Tensor | int
+    ) -> None:
         """``multi_avg_fn`` of :class:`~torch.optim.swa_utils.AveragedModel`: one update of the floating tensors."""
         weight = 1.0 - self.current_decay(int(num_averaged))
         for average, value in zip(averaged, current):

@@ -179,7 +179,9 @@ class DihedralEnsembleInferer(Inferer):
             raise ValueError(f"orientations must be (quarter turns 0-3, mirrored bool) pairs, got {orientations}.")
         self.num_classes = int(num_classes)
         self.displacements = bool(displacements)
-        self.orientations = None if orientations is None else [tuple(o) for o in orientations]
+        self.orientations: list[tuple[int, bool]] | None = (
+            None if orientations is None else [(k, m) for k, m in orientations]
+        )
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
         """Average ``network``'s outputs over the orientations.
@@ -212,5 +214,6 @@ class DihedralEnsembleInferer(Inferer):
             return fields, out[:, 2 * num_fields :].unflatten(1, (-1, self.num_classes))
 
         fields, log_probabilities = average_over_orientations(run, inputs, self.orientations)
+        assert log_probabilities is not None  # run always gives logits
         stacked = log_probabilities.flatten(1, 2)
         return stacked if fields is None else torch.cat([fields.flatten(1, 2), stacked], dim=1)

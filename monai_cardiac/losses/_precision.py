@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, cast
 
 import torch
 
@@ -66,6 +66,7 @@ def float32_loss(function: Callable[P, R]) -> Callable[P, R]:
         cast_kwargs = {key: _upcast(value) for key, value in kwargs.items()}
         device_type = _first_tensor(cast_args + list(cast_kwargs.values())).device.type
         with torch.autocast(device_type=device_type, enabled=False):
-            return function(*cast_args, **cast_kwargs)
+            # the upcast arguments are the caller's, some tensors now float32: no longer P to a type checker
+            return cast(Callable[..., R], function)(*cast_args, **cast_kwargs)
 
     return wrapper

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,14 +90,17 @@ def spacing_per_item(
     Raises:
         ValueError: a sequence whose length matches neither ``S`` nor ``B``, or non-positive spacings.
     """
-    if spacing is not None and not isinstance(spacing, (int, float)):
-        spacing = convert_to_numpy(spacing, dtype=np.float64, wrap_sequence=True).tolist()
-    items = prepare_spacing(spacing=spacing, batch_size=batch_size, img_dim=spatial_dims)
+    values: float | list[Any] | None = (
+        spacing
+        if spacing is None or isinstance(spacing, (int, float))
+        else convert_to_numpy(spacing, dtype=np.float64, wrap_sequence=True).tolist()
+    )
+    items = prepare_spacing(spacing=values, batch_size=batch_size, img_dim=spatial_dims)
     out = np.empty((batch_size, spatial_dims), dtype=np.float64)
     for b, s in enumerate(items):
         out[b] = 1.0 if s is None else s
     if not np.all(out > 0):
-        raise ValueError(f"spacing must be positive, got {spacing}.")
+        raise ValueError(f"spacing must be positive, got {values}.")
     return out
 
 

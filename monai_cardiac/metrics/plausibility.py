@@ -56,7 +56,7 @@ def plausibility_flags(
     Returns:
         the flags, in the order of the arguments.
     """
-    flags: list[str] = []
+    flags: list[str | None] = []  # None: a check that passed
     if spacing_mm is not None:
         for s in spacing_mm[:2]:
             flags.append(_outside("in_plane_spacing_mm", float(s), " mm"))

@@ -131,19 +131,21 @@ def stack_strain(
         es_wall = wall_thickness(es_myo, es_lv, spacing, _nearest_segments(segments, es_myo))["segments"] \
             if es_myo.any() else {}
         for sid, value in ed_wall.items():
-            entry = thickness.setdefault(int(sid), {"ed": [], "es": []})
+            per_phase = thickness.setdefault(int(sid), {"ed": [], "es": []})
             weight = int((segments == sid).sum())
-            entry["ed"].append((weight, value))
+            per_phase["ed"].append((weight, value))
             if int(sid) in es_wall:
-                entry["es"].append((weight, es_wall[int(sid)]))
+                per_phase["es"].append((weight, es_wall[int(sid)]))
         slices.append({"slice": int(z), "level": levels[z], "num_voxels": int(myo.sum())})
 
     pooled = _pooled(global_curves)
     out: dict[str, Any] = {"frames": order, "es": es, "global": _peaks(pooled), "slices": slices, "segments": {}}
     for sid in sorted(segment_curves):
-        entry = {"name": AHA_SEGMENT_NAMES[sid], "level": AHA_LEVELS[0 if sid <= 6 else 1 if sid <= 12 else 2],
-                 **_peaks(_pooled(segment_curves[sid])),
-                 "num_voxels": int(sum(w for w, _ in segment_curves[sid]))}
+        entry: dict[str, Any] = {
+            "name": AHA_SEGMENT_NAMES[sid], "level": AHA_LEVELS[0 if sid <= 6 else 1 if sid <= 12 else 2],
+            **_peaks(_pooled(segment_curves[sid])),
+            "num_voxels": int(sum(w for w, _ in segment_curves[sid])),
+        }
         walls = thickness.get(sid, {"ed": [], "es": []})
         for phase in ("ed", "es"):
             values = [(w, v) for w, v in walls[phase] if np.isfinite(v)]
@@ -167,7 +169,9 @@ def _peaks(curves: np.ndarray) -> dict[str, Any]:
 def _anterior_of(labels: np.ndarray, spacing: Sequence[float], direction: str) -> float:
     """The anterior RV insertion angle (``theta``, degrees) of a slice whose labels hold an RV."""
     myo, lv, rv = (labels == LABEL_IDS[k] for k in ("Myo", "LV", "RV"))
-    return float(rv_insertion_points(myo, lv, rv, spacing, direction)["anterior_angle"])
+    found = rv_insertion_points(myo, lv, rv, spacing, direction)
+    assert found is not None  # None only for an empty RV
+    return float(found["anterior_angle"])
 
 
 def _nearest_segments(segments: torch.Tensor, mask: np.ndarray) -> np.ndarray:

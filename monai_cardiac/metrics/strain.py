@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import overload
 
 import numpy as np
 import torch
@@ -107,6 +108,14 @@ def _choice(name: str, value: str, options: Sequence[str]) -> str:
     return value
 
 
+@overload
+def _mask2d(mask: NdarrayOrTensor, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray: ...
+
+
+@overload
+def _mask2d(mask: NdarrayOrTensor | None, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray | None: ...
+
+
 def _mask2d(mask: NdarrayOrTensor | None, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
     """A 2D mask ``(H, W)`` as a bool numpy array (nonzero = inside), or ``None``."""
     if mask is None:
@@ -126,7 +135,7 @@ def _check_finite(x: torch.Tensor, name: str) -> None:
         raise CineDataError("displacement holds non-finite values (NaN or inf)", name)
 
 
-def _coordinates(shape: tuple[int, int], spacing: tuple[float, float]) -> np.ndarray:
+def _coordinates(shape: tuple[int, ...], spacing: Sequence[float]) -> np.ndarray:
     """Physical coordinates ``(2, H, W)`` in mm of the voxel centres."""
     grid = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
     return np.stack([g * s for g, s in zip(grid, spacing)])
@@ -516,7 +525,7 @@ def segmental_strain_curves(
 
 
 # -------------------------------------------------------------------------------------------------- segments
-def _angles(points: np.ndarray, centre_mm: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+def _angles(points: np.ndarray, centre_mm: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """``theta`` (radians, in (-pi, pi]) of voxel indices ``points`` ``(N, 2)`` about ``centre_mm``."""
     rel = points * np.asarray(spacing) - centre_mm
     return np.arctan2(rel[:, 1], rel[:, 0])
@@ -763,11 +772,11 @@ def wall_thickness(
     if seg is not None:
         per: dict[int, list[float]] = {}
         seg_points = np.argwhere(myo & (seg > 0))
-        for n in np.flatnonzero(np.isfinite(thickness)):
+        for ray in np.flatnonzero(np.isfinite(thickness)):
             if seg_points.size == 0:
                 break
-            mid = c + middle[n] * direction[n] / sp
+            mid = c + middle[ray] * direction[ray] / sp
             nearest = seg_points[np.argmin(np.linalg.norm((seg_points - mid) * sp, axis=1))]
-            per.setdefault(int(seg[tuple(nearest)]), []).append(float(thickness[n]))
+            per.setdefault(int(seg[tuple(nearest)]), []).append(float(thickness[ray]))
         out["segments"] = {sid: float(np.mean(v)) for sid, v in sorted(per.items())}
     return out

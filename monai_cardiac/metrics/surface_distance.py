@@ -43,7 +43,10 @@ def _directed_distances(from_edges: np.ndarray, to_edges: np.ndarray, spacing: n
 
 
 def contour_distance(
-    pred: NdarrayOrTensor, ref: NdarrayOrTensor, metric: str = "mcd", spacing: float | Sequence[float] | None = None
+    pred: NdarrayOrTensor,
+    ref: NdarrayOrTensor,
+    metric: str = "mcd",
+    spacing: float | Sequence[float] | np.ndarray | None = None,
 ) -> float:
     """One contour distance between two binary masks of a single structure.
 

@@ -54,7 +54,8 @@ def records_construction_arguments(init: _Init) -> _Init:
                 arguments[name] = value
         init(self, *args, **kwargs)
         inherited = getattr(self, "construction_arguments", None) or {}  # a decorated parent's, defaults included
-        self.construction_arguments = {**inherited, **{name: _plain(value) for name, value in arguments.items()}}
+        recorded = {**inherited, **{name: _plain(value) for name, value in arguments.items()}}
+        setattr(self, "construction_arguments", recorded)  # nn.Module.__setattr__ is typed for tensors and modules
 
     return wrapper  # type: ignore[return-value]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -121,7 +122,7 @@ class LoadCined(MapTransform):
         self.dense_label_key, self.ddf_key, self.slice_key = dense_label_key, ddf_key, slice_key
         self.loader = LoadCine()
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         source = d[self.image_key]
         cine = read_cine(source)

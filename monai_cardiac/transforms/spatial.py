@@ -152,7 +152,8 @@ class CropAroundHeart(InvertibleTransform):
             slices.append(slice(max(start, 0), min(start + size, n)))
             to_pad.append((max(-start, 0), max(start + size - n, 0)))
         num_ops = len(img_t.applied_operations) if isinstance(img_t, MetaTensor) else 0
-        out = self.padder(self.cropper(img_t, tuple(slices)), to_pad=tuple(to_pad))
+        # MONAI annotates to_pad as a 1-tuple; it takes one (before, after) pair per dimension
+        out = self.padder(self.cropper(img_t, tuple(slices)), to_pad=tuple(to_pad))  # type: ignore[arg-type]
         if isinstance(out, MetaTensor) and len(out.applied_operations) == num_ops + 2:
             pad_info = out.applied_operations.pop()
             crop_info = out.applied_operations.pop()
@@ -244,10 +245,13 @@ def _slice_as_volume(img: MetaTensor) -> MetaTensor:
     return MetaTensor(img.as_tensor().unsqueeze(1), affine=vol_affine, meta=meta, applied_operations=operations)
 
 
-def _volume_as_slice(vol: MetaTensor, like: MetaTensor) -> MetaTensor:
-    """Undo :func:`_slice_as_volume`: ``(T, 1, H, W)`` back to ``(T, H, W)``, the affine laid out like ``like``'s."""
+def _volume_as_slice(vol: torch.Tensor, like: MetaTensor) -> torch.Tensor:
+    """Undo :func:`_slice_as_volume`: ``(T, 1, H, W)`` back to ``(T, H, W)``, the affine laid out like ``like``'s.
+
+    A plain tensor (``Spacing`` without meta tracking) comes back as a plain tensor.
+    """
     out = vol[:, 0]
-    if not isinstance(out, MetaTensor):
+    if not isinstance(out, MetaTensor) or not isinstance(vol, MetaTensor):  # out is a MetaTensor only if vol is
         return out
     affine = to_affine_nd(3, torch.as_tensor(like.affine, dtype=torch.float64))
     affine[:3, 0:2], affine[:3, 3] = vol.affine[:3, 1:3], vol.affine[:3, 3]
@@ -286,14 +290,15 @@ class ResampleInPlane(InvertibleTransform):
             pixdim=(0.0, *self.spacing), mode=mode, padding_mode=padding_mode, align_corners=align_corners
         )
 
-    def __call__(self, img: MetaTensor, mode: str | None = None, padding_mode: str | None = None) -> MetaTensor:
+    def __call__(self, img: MetaTensor, mode: str | None = None, padding_mode: str | None = None) -> torch.Tensor:
         """
         Args:
             img: cine or label sequence ``(T, H, W)`` / ``(T, Z, H, W)`` with its affine.
             mode, padding_mode: override the ones given at construction.
 
         Returns:
-            The resampled sequence, ``(T, H', W')`` / ``(T, Z, H', W')``.
+            The resampled sequence, ``(T, H', W')`` / ``(T, Z, H', W')`` (a MetaTensor unless meta tracking is
+            off).
 
         Raises:
             CineDataError: ``img`` is not a MetaTensor (no affine to read the spacing from), is not shaped as
@@ -306,14 +311,14 @@ class ResampleInPlane(InvertibleTransform):
         num_ops = len(img.applied_operations)
         out = self.resampler(_slice_as_volume(img) if is_slice else img, mode=mode, padding_mode=padding_mode)
         record = isinstance(out, MetaTensor) and len(out.applied_operations) > num_ops
-        spacing_info = out.applied_operations.pop() if record else None
+        spacing_info = out.applied_operations.pop() if record and isinstance(out, MetaTensor) else None
         if is_slice:
             out = _volume_as_slice(out, img)
         if record:
             self.push_transform(out, orig_size=tuple(img.shape[1:]), extra_info={"spacing_info": spacing_info})
         return out
 
-    def inverse(self, data: MetaTensor) -> MetaTensor:
+    def inverse(self, data: MetaTensor) -> torch.Tensor:
         """Resample ``data`` back onto the grid it was resampled from."""
         spacing_info = self.pop_transform(data)[TraceKeys.EXTRA_INFO]["spacing_info"]
         is_slice = data.ndim == 3

@@ -404,6 +404,7 @@ class ResampleFramesd(MapTransform, InvertibleTransform):
         sources = None if mask is None else labelled_frame_sources(mask, num_out)
         restore: dict[str, Any] = {}
         if mask is not None:
+            assert sources is not None  # computed from mask
             restore["label_mask"] = np.asarray(torch.as_tensor(mask).cpu(), dtype=bool).tolist()
             d[self.label_mask_key] = torch.as_tensor(sources >= 0) if isinstance(mask, torch.Tensor) else sources >= 0
         for key in self.index_keys:
@@ -491,7 +492,7 @@ class RandFrameSubsetd(Randomizable, MapTransform):
         self.num_frames_key = num_frames_key
         self._index = np.arange(self.num_frames)
 
-    def randomize(self, num_total: int, required: np.ndarray) -> None:
+    def randomize(self, num_total: int, required: np.ndarray) -> None:  # type: ignore[override]  # own arguments
         """Choose the kept frames: ``required`` plus frames drawn from the others of ``num_total``, sorted."""
         others = np.setdiff1d(np.arange(num_total), required)
         drawn = self.R.choice(others, self.num_frames - len(required), replace=False)

@@ -209,8 +209,8 @@ class MotionDecoder(nn.Module):
             in_channels = out_channels
         self.upsample = nn.ModuleList(layers)
         self.velocity = Convolution(2, in_channels + 1, 2, kernel_size=kernel_size, conv_only=True)
-        nn.init.normal_(self.velocity.conv.weight, mean=0.0, std=1e-5)
-        nn.init.zeros_(self.velocity.conv.bias)
+        nn.init.normal_(self.velocity.get_parameter("conv.weight"), mean=0.0, std=1e-5)
+        nn.init.zeros_(self.velocity.get_parameter("conv.bias"))
 
     def forward(self, z: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
         """

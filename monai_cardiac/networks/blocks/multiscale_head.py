@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -69,7 +70,7 @@ class MultiScaleFusionHead(nn.Module):
         identity = torch.eye(head_channels).view(head_channels, head_channels, *([1] * spatial_dims))
         with torch.no_grad():
             for layer in self.fuse:
-                layer.weight.copy_(identity)
+                layer.get_parameter("weight").copy_(identity)
 
     def forward(
         self, features: Sequence[torch.Tensor], shared: Sequence[torch.Tensor] | None = None
@@ -101,15 +102,17 @@ class MultiScaleFusionHead(nn.Module):
             if y.shape[2:] != size:
                 y = F.interpolate(y, size=size, mode=self.interp_mode, align_corners=False)
             fused = y if fused is None else fused + y
+        assert fused is not None  # features is not empty (as many maps as in_channels)
         bias = self.fuse_bias.view(1, -1, *([1] * len(size)))
         y = self.mix(fused + bias.to(fused.dtype))
         return y if self.out is None else self.out(y)
 
-    def _paired_scale(self, scale_conv: nn.Sequential, x: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
+    def _paired_scale(self, scale_conv: nn.Module, x: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
         """``scale_conv(cat([x, shared repeated], dim=1))`` with the shared half of the conv run once per sample."""
         if x.shape[0] % shared.shape[0]:
             raise ValueError(f"{x.shape[0]} frames cannot be split into {shared.shape[0]} samples.")
-        conv, rest = scale_conv[0], scale_conv[1:]
+        layers = cast(nn.Sequential, scale_conv)  # a scale_convs entry: conv, norm, ReLU
+        conv, rest = cast("nn.Conv2d | nn.Conv3d", layers[0]), layers[1:]
         split = x.shape[1]
         own = self.conv_fn(x, conv.weight[:, :split], padding=conv.padding)
         common = self.conv_fn(shared, conv.weight[:, split:], padding=conv.padding)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from monai.networks.layers.factories import Conv, Norm
@@ -117,7 +118,7 @@ class SiameseVGGEncoder(nn.Module):
             raise ValueError(f"stream must be in [0, {self.num_streams}), got {stream}.")
         features = []
         for layers in self.blocks:
-            for layer in layers:
+            for layer in cast(nn.ModuleList, layers):  # each block is a ModuleList of StreamConvBlock
                 x = layer(x, stream)
             features.append(x)
         return features

@@ -6,7 +6,7 @@ motion estimation and segmentation for cardiac MR image sequences", MICCAI 2018.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -28,7 +28,7 @@ _MOTION_KEYS = ("ddf_to_target", "warped_sources")
 _SEGMENTATION_KEYS = ("seg_logits_target", "seg_logits_sources")
 
 
-def window_segmentation_logits(outputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+def window_segmentation_logits(outputs: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
     """The segmentation logits of every frame of a window, target first: ``(B, 1 + T, num_classes, *spatial)``.
 
     Args:
@@ -192,6 +192,7 @@ class JointMotionSegNet(nn.Module):
             out["ddf_to_target"] = ddf
             out["warped_sources"] = warped.squeeze(2) if squeezed else warped
         if self.segmentation:
+            assert self.seg_head is not None  # built with segmentation=True
             logits = self.seg_head(seg_features)
             out["seg_logits_target"] = logits[:batch]
             if sources is not None:
@@ -202,6 +203,8 @@ class JointMotionSegNet(nn.Module):
         self, target_features: list[torch.Tensor], source_features: list[torch.Tensor], sources: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Displacements (voxels) and warped sources ``(B, T, in_channels, *spatial)`` from per-scale features."""
+        # built with motion=True
+        assert self.motion_head is not None and self.motion_rnn is not None and self.warp is not None
         fused = self.motion_head(source_features, shared=target_features).unflatten(0, sources.shape[:2])
         with torch.autocast(device_type=fused.device.type, enabled=False):
             flow = self.motion_rnn(fused.float())  # normalised [-1, 1] coordinates, channels (H, W[, D])
