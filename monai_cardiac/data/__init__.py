@@ -5,9 +5,9 @@ from __future__ import annotations
 from .acdc import acdc_datalist, read_info_cfg
 from .datalist import cine_header_shape, expand_slices, split_by_subject
 from .dicom import dicom_datalist, read_dicom_cine
+from .nifti import Cine, read_nifti_cine, read_nifti_ddf, read_nifti_dense_labels, read_nifti_labels
 from .phantom import PHANTOM_GROUPS, make_cine_phantom, write_phantom_dataset
 from .screening import ScreenedSubjects, screen_subjects
-from .nifti import Cine, read_nifti_cine, read_nifti_ddf, read_nifti_dense_labels, read_nifti_labels
 from .ukbb import UKBB_LABEL_MAP, ukbb_datalist
 
 __all__ = [

@@ -63,7 +63,8 @@ def test_bad_labels(tmp_path):
         read_nifti_labels(_save(tmp_path / "spacing.nii.gz", lab, np.diag([1.0, 1.0, 8.0, 1.0])), cine)
     bad = lab.copy()
     bad[0, 0, 0] = 7
-    with pytest.raises(CineDataError, match=r"values.nii.gz: label values outside the classes \[0, 1, 2, 3\]: found \[7\]"):
+    outside = r"values.nii.gz: label values outside the classes \[0, 1, 2, 3\]: found \[7\]"
+    with pytest.raises(CineDataError, match=outside):
         read_nifti_labels(_save(tmp_path / "values.nii.gz", bad, affine), cine)
     with pytest.raises(CineDataError, match="non-integer"):
         read_nifti_labels(_save(tmp_path / "float.nii.gz", lab + np.float32(0.5), affine), cine)

@@ -49,6 +49,7 @@ def test_a_single_subject_raises_its_own_error_and_all_failing_raise_one_summary
         screen_subjects(_datalist(["a"]), load)
     assert isinstance(info.value.__cause__, CineDataError)
     load, _ = _loader({s: CineDataError("not 4D", f"/d/{s}.nii.gz") for s in "abcd"})
-    with pytest.raises(CineDataError, match=r"none of the 4 subjects could be read \(a: /d/a.nii.gz: not 4D; .*; \.\.\.\)"):
+    none_read = r"none of the 4 subjects could be read \(a: /d/a.nii.gz: not 4D; .*; \.\.\.\)"
+    with pytest.raises(CineDataError, match=none_read):
         screen_subjects(_datalist(list("abcd")), load)
     assert screen_subjects([], load) == ScreenedSubjects([], [], [])
