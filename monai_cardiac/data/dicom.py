@@ -2,7 +2,8 @@
 
 Files are grouped into slices by their position along the slice normal (from ``ImagePositionPatient`` and
 ``ImageOrientationPatient``) and ordered in time by ``TriggerTime`` (``InstanceNumber`` where trigger
-times are absent). ``pydicom`` is an optional dependency (``pip install monai_cardiac[dicom]``).
+times are absent). ``pydicom`` is an optional dependency (``pip install monai_cardiac[dicom]``); compressed pixel data
+that pydicom's installed handlers cannot decode (e.g. lossless JPEG) is decoded with SimpleITK's GDCM reader.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from monai_cardiac.data.nifti import Cine, check_finite, file_to_array_affine
 from monai_cardiac.errors import CineDataError
 
 pydicom, has_pydicom = optional_import("pydicom")
+sitk, has_sitk = optional_import("SimpleITK")
 
 __all__ = ["dicom_datalist", "read_dicom_cine"]
 
@@ -33,15 +35,43 @@ def _read_header(path: Path):
 
 
 def _pixels(path: Path) -> np.ndarray:
-    """Read one file's pixels as float32, rescaled by RescaleSlope / RescaleIntercept."""
+    """Read one file's pixels as float32, rescaled by RescaleSlope / RescaleIntercept.
+
+    pydicom decodes uncompressed pixel data and the compressions its installed handlers know (RLE; JPEG 2000 and
+    8-bit JPEG through Pillow). Compressed pixel data it cannot decode, e.g. the lossless JPEG (process 14) of many
+    clinical MR exports, is decoded by SimpleITK's GDCM reader, which applies the rescaling itself.
+    """
     try:
         ds = pydicom.dcmread(str(path))
+    except Exception as err:  # pydicom raises several unrelated types for corrupt files
+        raise CineDataError(f"cannot read DICOM pixel data (truncated or corrupt?): {err}", path) from err
+    try:
         pixels = ds.pixel_array.astype(np.float32)
     except Exception as err:
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if syntax is not None and syntax.is_compressed:
+            return _gdcm_pixels(path, f"{syntax.name}: {err}")
         raise CineDataError(f"cannot read DICOM pixel data (truncated or corrupt?): {err}", path) from err
     slope = float(getattr(ds, "RescaleSlope", 1.0))
     intercept = float(getattr(ds, "RescaleIntercept", 0.0))
     return pixels * slope + intercept
+
+
+def _gdcm_pixels(path: Path, pydicom_problem: str) -> np.ndarray:
+    """Decode one file's compressed pixel data with SimpleITK (GDCM) as float32 ``(rows, columns)``, rescaled."""
+    if not has_sitk:
+        raise CineDataError(f"pydicom cannot decode this compressed pixel data ({pydicom_problem}) and SimpleITK, "
+                            "which can, is not installed", path)
+    try:
+        image = sitk.ReadImage(str(path), imageIO="GDCMImageIO")
+    except RuntimeError as err:
+        raise CineDataError(f"cannot decode the compressed pixel data with pydicom ({pydicom_problem}) nor with "
+                            f"SimpleITK / GDCM ({str(err).strip().splitlines()[-1]})", path) from err
+    pixels = sitk.GetArrayFromImage(image).astype(np.float32)
+    if pixels.ndim != 3 or pixels.shape[0] != 1 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise CineDataError(f"expected one grey-level frame per file, SimpleITK read shape {pixels.shape} with "
+                            f"{image.GetNumberOfComponentsPerPixel()} components", path)
+    return pixels[0]
 
 
 def read_dicom_cine(folder: str | Path, position_tolerance: float = 0.01) -> Cine:

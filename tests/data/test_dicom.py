@@ -71,3 +71,40 @@ def test_missing_frame_and_corrupt_file(tmp_path):
         read_dicom_cine(folder)
     with pytest.raises(CineDataError, match="DICOM series folder not found"):
         read_dicom_cine(tmp_path / "absent")
+
+
+def _compress_lossless_jpeg(folder, slope=2.0, intercept=-5.0):
+    """Re-encode every file's pixels as lossless JPEG (process 14, which pydicom cannot decode without extra
+    packages) with SimpleITK / GDCM, keeping the header, and add a rescale slope and intercept."""
+    sitk = pytest.importorskip("SimpleITK")
+    for path in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(str(path))
+        writer = sitk.ImageFileWriter()
+        writer.SetImageIO("GDCMImageIO")
+        writer.SetFileName(str(path.with_suffix(".jpeg.dcm")))
+        writer.SetUseCompression(True)
+        writer.SetCompressor("JPEG")
+        writer.Execute(sitk.GetImageFromArray(ds.pixel_array[None]))
+        compressed = pydicom.dcmread(str(path.with_suffix(".jpeg.dcm")))
+        path.with_suffix(".jpeg.dcm").unlink()
+        ds["PixelData"] = compressed["PixelData"]
+        ds.file_meta.TransferSyntaxUID = compressed.file_meta.TransferSyntaxUID
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+        ds.save_as(str(path), enforce_file_format=True)
+    return folder
+
+
+def test_compressed_series_pydicom_cannot_decode_is_read_through_simpleitk(tmp_path):
+    folder = _compress_lossless_jpeg(_write_series(tmp_path / "jpeg"))
+    first = pydicom.dcmread(str(sorted(folder.iterdir())[0]))
+    assert "Lossless" in first.file_meta.TransferSyntaxUID.name
+    with pytest.raises(Exception):  # the premise: pydicom alone cannot decode these files here
+        first.pixel_array
+    plain = read_dicom_cine(_write_series(tmp_path / "plain"))
+    cine = read_dicom_cine(folder)
+    np.testing.assert_array_equal(cine.data, 2.0 * plain.data - 5.0)  # lossless, rescaled once
+    np.testing.assert_allclose(cine.affine, plain.affine)
+    victim = sorted(folder.iterdir())[3]
+    victim.write_bytes(victim.read_bytes()[:-40])  # a truncated compressed stream
+    with pytest.raises(CineDataError, match=rf"{victim.name}.*(SimpleITK|pixel data)"):
+        read_dicom_cine(folder)
