@@ -41,6 +41,8 @@ __all__ = [
     "evaluate_joint_datalist",
     "evaluate_joint_sequence",
     "joint_tables_markdown",
+    "mean_std",
+    "per_structure",
     "phantom_evaluation_preprocessing",
     "report_phantom_joint",
     "score_checkpoints",
@@ -52,7 +54,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def _per_structure(prefix: str, values: torch.Tensor) -> dict[str, float]:
+def per_structure(prefix: str, values: torch.Tensor) -> dict[str, float]:
     """``{prefix_RV: .., prefix_Myo: .., prefix_LV: ..}`` from a ``(1, 3)`` tensor."""
     return {f"{prefix}_{name}": float(v) for name, v in zip(STRUCTURES, values.reshape(-1).tolist())}
 
@@ -119,7 +121,7 @@ def evaluate_joint_sequence(
     if logits is not None:
         pred = logits[0].argmax(1).cpu()
         dice = compute_dice(pred[[0, es], None], ed_es, num_classes=NUM_CLASSES).mean(0)
-        row.update(_per_structure("seg_dice", dice))
+        row.update(per_structure("seg_dice", dice))
         for phase, frame in (("ed", 0), ("es", es)):  # voxel counts, for the per-volume Dice and EF
             for index, name in enumerate(STRUCTURES, start=1):
                 predicted, reference = pred[frame] == index, labels[frame] == index
@@ -131,14 +133,14 @@ def evaluate_joint_sequence(
         u_es_to_ed = out["ddf_to_target"][0, es - 1].float().cpu()[None]  # (1, 2, H, W) on the ED grid
         warped = warp_labels(labels[es][None, None], u_es_to_ed)
         ed = labels[0][None, None]
-        row.update(_per_structure("warp_dice", compute_dice(warped, ed, num_classes=NUM_CLASSES)))
-        row.update(_per_structure("unwarped_dice", compute_dice(labels[es][None, None], ed, num_classes=NUM_CLASSES)))
+        row.update(per_structure("warp_dice", compute_dice(warped, ed, num_classes=NUM_CLASSES)))
+        row.update(per_structure("unwarped_dice", compute_dice(labels[es][None, None], ed, num_classes=NUM_CLASSES)))
         for metric in ("mcd", "hd"):
             if spacing is None:
                 values = torch.full((1, len(STRUCTURES)), float("nan"))
             else:
                 values = compute_contour_distance(warped, ed, metric, spacing=spacing, num_classes=NUM_CLASSES)
-            row.update(_per_structure(f"warp_{metric}", values))
+            row.update(per_structure(f"warp_{metric}", values))
         det = jacobian_determinant(u_es_to_ed)
         row["folding_pct"] = float(folding_fraction(det, (ed[:, 0] > 0)).reshape(-1)[0])
         if true_ddf is not None:
@@ -323,7 +325,7 @@ def report_phantom_joint(
     return result
 
 
-def _mean_std(summary: Mapping, column: str, digits: int = 3) -> str:
+def mean_std(summary: Mapping, column: str, digits: int = 3) -> str:
     """``mean (std)`` of a summary column, ``-`` where absent or undefined."""
     stats = summary.get(column)
     if stats is None or np.isnan(stats["mean"]):
@@ -345,7 +347,7 @@ def joint_tables_markdown(summaries: dict[str, dict]) -> str:
              "| model | LV | Myo | RV |", "|---|---|---|---|"]
     for name, s in summaries.items():
         if "seg_dice_LV" in s:
-            lines.append(f"| {name} | " + " | ".join(_mean_std(s, f"seg_dice_{k}") for k in ("LV", "Myo", "RV")) + " |")
+            lines.append(f"| {name} | " + " | ".join(mean_std(s, f"seg_dice_{k}") for k in ("LV", "Myo", "RV")) + " |")
     if any("vol_dice_LV" in s for s in summaries.values()):
         lines += ["", "Table 1b: segmentation Dice per volume (ACDC convention: one 3D Dice per patient and phase, "
                   "mean of ED and ES) and LV ejection fraction |error| in points, mean (std) over patients", "",
@@ -353,7 +355,7 @@ def joint_tables_markdown(summaries: dict[str, dict]) -> str:
         for name, s in summaries.items():
             if "vol_dice_LV" in s:
                 cells = (
-                    [_mean_std(s, f"vol_dice_{k}") for k in ("LV", "Myo", "RV")] + [_mean_std(s, "lv_ef_abs_error", 1)]
+                    [mean_std(s, f"vol_dice_{k}") for k in ("LV", "Myo", "RV")] + [mean_std(s, "lv_ef_abs_error", 1)]
                 )
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Table 2: ES labels warped onto ED, against the ED labels; MCD and HD in mm (slices of known "
@@ -364,14 +366,14 @@ def joint_tables_markdown(summaries: dict[str, dict]) -> str:
     unregistered = next((s for s in summaries.values() if "unwarped_dice_LV" in s), None)
     if unregistered is not None:
         lines.append("| unregistered | - | - | - | - | - | - | "
-                     + " | ".join(_mean_std(unregistered, f"unwarped_dice_{k}") for k in ("LV", "Myo", "RV"))
+                     + " | ".join(mean_std(unregistered, f"unwarped_dice_{k}") for k in ("LV", "Myo", "RV"))
                      + " | - | - |")
     for name, s in summaries.items():
         if "warp_dice_LV" not in s:
             continue
-        cells = [_mean_std(s, f"warp_{m}_{k}", 2) for m in ("mcd", "hd") for k in ("LV", "Myo", "RV")]
-        cells += [_mean_std(s, f"warp_dice_{k}") for k in ("LV", "Myo", "RV")]
-        cells += [_mean_std(s, "folding_pct"), _mean_std(s, "seconds_per_50_frames", 2)]
+        cells = [mean_std(s, f"warp_{m}_{k}", 2) for m in ("mcd", "hd") for k in ("LV", "Myo", "RV")]
+        cells += [mean_std(s, f"warp_dice_{k}") for k in ("LV", "Myo", "RV")]
+        cells += [mean_std(s, "folding_pct"), mean_std(s, "seconds_per_50_frames", 2)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

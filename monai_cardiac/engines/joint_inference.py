@@ -53,6 +53,7 @@ __all__ = [
     "joint_inference_datalist",
     "joint_prediction_probabilities",
     "split_joint_prediction",
+    "volume_summary",
     "write_ddf_nifti",
     "write_joint_outputs",
     "write_sequence_nifti",
@@ -362,7 +363,7 @@ class InvertToInputGridd(MapTransform):
         return torch.roll(out, -(shift % out.shape[0]), dims=0) if shift % out.shape[0] else out
 
 
-def _volume_summary(labels: np.ndarray, spacing: Sequence[float], ed: int) -> dict[str, Any]:
+def volume_summary(labels: np.ndarray, spacing: Sequence[float], ed: int) -> dict[str, Any]:
     """Volume curves (mL) of LV, RV and Myo over ``(T, Z, H, W)`` labels and EDV / ESV / EF of LV and RV."""
     summary: dict[str, Any] = {"ed_frame": ed}
     for name, label in _VOLUME_LABELS:
@@ -547,7 +548,7 @@ def write_joint_outputs(
     files.update(seg=folder / f"{subject}_seg.nii.gz", volumes=folder / f"{subject}_volumes.csv")
     write_sequence_nifti(files["seg"], labels_np, affine, dtype=labels_np.dtype)
 
-    summary = _volume_summary(labels_np, (s_z, s_h, s_w), ed)
+    summary = volume_summary(labels_np, (s_z, s_h, s_w), ed)
     flags = report_plausibility(
         subject, logger, **geometry, volumes={k: summary[k] for k in ("lv_edv_ml", "rv_edv_ml", "lv_ef", "rv_ef")})
     header = {"subject": subject, "source": source or "", "ed_frame": f"{ed} (0-based, frame order of the input file)",

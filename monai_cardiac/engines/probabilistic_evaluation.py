@@ -70,8 +70,8 @@ from monai_cardiac.data.nifti import LABEL_IDS, NUM_CLASSES, STRUCTURES
 from monai_cardiac.displacement import compose_displacements, invert_displacement, warp_image, warp_labels
 from monai_cardiac.engines.engine_utils import slice_spacing
 from monai_cardiac.engines.joint_evaluation import (
-    _mean_std,
-    _per_structure,
+    mean_std,
+    per_structure,
     phantom_evaluation_preprocessing,
     score_checkpoints,
     summarize_rows,
@@ -119,14 +119,14 @@ _CURVE_KEYS = ("lv_volume_track", "lv_volume_ref", "lv_volume_unit")
 def _label_scores(prefix: str, pred: torch.Tensor, ref: torch.Tensor, spacing: Sequence[float] | None) -> dict:
     """Dice, HD95 and MCD per structure (and the mean Dice) of label maps ``(1, 1, H, W)``; mm NaN without spacing."""
     dice = compute_dice(pred, ref, num_classes=NUM_CLASSES)
-    row = _per_structure(f"{prefix}_dice", dice)
+    row = per_structure(f"{prefix}_dice", dice)
     row[f"{prefix}_dice_mean"] = float(dice.mean())
     for metric in ("hd95", "mcd"):
         if spacing is None:
             values = torch.full((1, len(STRUCTURES)), float("nan"))
         else:
             values = compute_contour_distance(pred, ref, metric, spacing=spacing, num_classes=NUM_CLASSES)
-        row.update(_per_structure(f"{prefix}_{metric}", values))
+        row.update(per_structure(f"{prefix}_{metric}", values))
     return row
 
 
@@ -244,8 +244,8 @@ def evaluate_motion_sequence(
             regions = torch.stack([labels[es] == label for label in range(1, len(STRUCTURES) + 1)])
             estimate = u_ed_to_t[es - 1][None].expand(len(STRUCTURES), -1, -1, -1)
             truths = truth.expand_as(estimate)
-            row.update(_per_structure("epe_px", end_point_error(estimate, truths, regions)))
-            row.update(_per_structure("zero_motion_epe_px", end_point_error(torch.zeros_like(truths), truths, regions)))
+            row.update(per_structure("epe_px", end_point_error(estimate, truths, regions)))
+            row.update(per_structure("zero_motion_epe_px", end_point_error(torch.zeros_like(truths), truths, regions)))
     return row
 
 
@@ -540,15 +540,15 @@ def motion_tables_markdown(summaries: Mapping[str, Mapping]) -> str:
                   "| model | Dice LV | Dice Myo | Dice RV | Dice mean | HD95 LV | HD95 Myo | HD95 RV |",
                   "|---|---|---|---|---|---|---|---|"]
         if unregistered is not None:
-            cells = [_mean_std(unregistered, f"unwarped_dice_{k}") for k in (*names, "mean")]
-            cells += [_mean_std(unregistered, f"unwarped_hd95_{k}", 2) for k in names]
+            cells = [mean_std(unregistered, f"unwarped_dice_{k}") for k in (*names, "mean")]
+            cells += [mean_std(unregistered, f"unwarped_hd95_{k}", 2) for k in names]
             lines.append("| unregistered | " + " | ".join(cells) + " |")
         for name, s in summaries.items():
             if f"{prefix}_dice_LV" not in s:
                 lines.append(f"| {name} | " + " | ".join(["n/a"] * 7) + " |")
                 continue
-            cells = [_mean_std(s, f"{prefix}_dice_{k}") for k in (*names, "mean")]
-            cells += [_mean_std(s, f"{prefix}_hd95_{k}", 2) for k in names]
+            cells = [mean_std(s, f"{prefix}_dice_{k}") for k in (*names, "mean")]
+            cells += [mean_std(s, f"{prefix}_hd95_{k}", 2) for k in names]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     if any("track_mcd_LV" in s or "comp_mcd_LV" in s for s in summaries.values()):
@@ -556,10 +556,10 @@ def motion_tables_markdown(summaries: Mapping[str, Mapping]) -> str:
                   "| model | ED->ES LV | ED->ES Myo | ED->ES RV | ES->ED LV | ES->ED Myo | ES->ED RV |",
                   "|---|---|---|---|---|---|---|"]
         if unregistered is not None and "unwarped_mcd_LV" in unregistered:
-            cells = [_mean_std(unregistered, f"unwarped_mcd_{k}", 2) for k in names]
+            cells = [mean_std(unregistered, f"unwarped_mcd_{k}", 2) for k in names]
             lines.append("| unregistered | " + " | ".join(cells * 2) + " |")
         for name, s in summaries.items():
-            cells = [_mean_std(s, f"{d}_mcd_{k}", 2) for d in ("track", "comp") for k in names]
+            cells = [mean_std(s, f"{d}_mcd_{k}", 2) for d in ("track", "comp") for k in names]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += [
@@ -573,14 +573,14 @@ def motion_tables_markdown(summaries: Mapping[str, Mapping]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     if unregistered is not None:
-        rmse = _mean_std(unregistered, "rmse_unregistered", 4)
+        rmse = mean_std(unregistered, "rmse_unregistered", 4)
         lines.append(f"| unregistered | {rmse} | {rmse} | " + " | ".join(["-"] * 12) + " |")
     for name, s in summaries.items():
-        cells = [_mean_std(s, "rmse_track", 4), _mean_std(s, "rmse_comp", 4)]
-        cells += [_mean_std(s, f"grad_{k}_{d}", 4) for d in ("comp", "track") for k in ("s", "t")]
-        cells += [_mean_std(s, f"folding{h}_pct_{d}") for d in ("comp", "track") for h in ("", "_heart")]
-        cells += [_mean_std(s, f"sdlogj_{d}", 4) for d in ("comp", "track")]
-        cells += [_mean_std(s, "lv_ef_abs_error"), _mean_std(s, "seconds_per_50_frames", 3)]
+        cells = [mean_std(s, "rmse_track", 4), mean_std(s, "rmse_comp", 4)]
+        cells += [mean_std(s, f"grad_{k}_{d}", 4) for d in ("comp", "track") for k in ("s", "t")]
+        cells += [mean_std(s, f"folding{h}_pct_{d}") for d in ("comp", "track") for h in ("", "_heart")]
+        cells += [mean_std(s, f"sdlogj_{d}", 4) for d in ("comp", "track")]
+        cells += [mean_std(s, "lv_ef_abs_error"), mean_std(s, "seconds_per_50_frames", 3)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if any("epe_px" in s or "epe_comp_px" in s for s in summaries.values()):
         lines += ["", "End-point error against the true motion (voxels): u_{ED->ES} inside the ES heart, u_{ES->ED} "
@@ -588,7 +588,7 @@ def motion_tables_markdown(summaries: Mapping[str, Mapping]) -> str:
                   "| model | EPE ED->ES | zero motion | EPE ES->ED | zero motion |", "|---|---|---|---|---|"]
         for name, s in summaries.items():
             columns = ("epe_px", "zero_motion_epe_px", "epe_comp_px", "zero_motion_epe_comp_px")
-            cells = [_mean_std(s, k) for k in columns]
+            cells = [mean_std(s, k) for k in columns]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

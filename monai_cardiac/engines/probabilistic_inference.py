@@ -39,8 +39,8 @@ from monai_cardiac.data.nifti import spacing_of
 from monai_cardiac.displacement import warp_labels
 from monai_cardiac.engines.joint_inference import (
     _VOLUME_LABELS,
-    _volume_summary,
     joint_inference_datalist,
+    volume_summary,
     write_ddf_nifti,
     write_joint_outputs,
     write_sequence_nifti,
@@ -617,7 +617,7 @@ class ProbabilisticResultWriter:
         summarises the posterior mean's; their standard deviations go into ``result["summary"]`` and, as extra
         columns and header lines, into the volume table it wrote."""
         s_h, s_w, s_z = spacing_of(convert_to_numpy(affine, dtype=np.float64))
-        draws = [_volume_summary(samples[:, k], (s_z, s_h, s_w), ed) for k in range(samples.shape[1])]
+        draws = [volume_summary(samples[:, k], (s_z, s_h, s_w), ed) for k in range(samples.shape[1])]
         names = [f"{name}_ml" for name, _ in _VOLUME_LABELS]
         spread = {f"{n}_std": np.std([draw[n] for draw in draws], axis=0, ddof=1) for n in names}
         spread.update({f"{n}_ef_std": float(np.std([draw[f"{n}_ef"] for draw in draws], ddof=1)) for n in ("lv", "rv")})
