@@ -61,7 +61,7 @@ def _contour(mask: np.ndarray) -> np.ndarray:
 
 
 def write_tracking_gif(path: str | Path, image: np.ndarray, labels: np.ndarray, ed: int = 0, margin: int = 8,
-                       zoom: int = 3, frame_ms: int = 80) -> str:
+                       zoom: int = 1, frame_ms: int = 80) -> str:
     """Write an animated GIF of a cine with the contours of its tracked labels, every slice side by side.
 
     Args:
@@ -70,7 +70,8 @@ def write_tracking_gif(path: str | Path, image: np.ndarray, labels: np.ndarray, 
         labels: the tracked labels ``(T, Z, H, W)`` (e.g. :func:`tracked_labels`), 0 BG, 1 RV, 2 Myo, 3 LV.
         ed: the ED frame, marked by a white bar at the top of its picture.
         margin: pixels kept around the bounding box of the labels over all frames and slices.
-        zoom: each pixel drawn as ``zoom x zoom`` pixels.
+        zoom: each pixel drawn as ``zoom x zoom`` pixels (1: the file stays small, about a byte per pixel and
+            frame; the report enlarges it in the browser without smoothing).
         frame_ms: duration of one frame.
 
     Returns:
@@ -169,7 +170,8 @@ def write_subject_report(folder: str | Path, subject: str, files: Mapping[str, s
     for kind, caption in pictures:
         if kind in files:
             name = html.escape(Path(files[kind]).name)
-            parts.append(f'<figure><img src="{name}" alt="{html.escape(caption)}"><figcaption>'
+            css = ' class="pixels"' if kind == "overlay" else ""
+            parts.append(f'<figure><img src="{name}"{css} alt="{html.escape(caption)}"><figcaption>'
                          f"{html.escape(caption)}</figcaption></figure>")
     if strain:
         glob = strain["global"]
@@ -188,7 +190,7 @@ def write_subject_report(folder: str | Path, subject: str, files: Mapping[str, s
     parts.append(f"<h2>Files</h2><ul>{listing}</ul>")
     style = ("body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:collapse;margin:0.5em 0}"
              "td,th{border:1px solid #bbb;padding:2px 8px}.warn{background:#fff3cd;padding:0.5em;border:1px solid "
-             "#e0c060}img{max-width:100%}")
+             "#e0c060}img{max-width:100%}img.pixels{width:100%;image-rendering:pixelated}")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(subject)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
     path = folder / f"{subject}_report.html"

@@ -3,6 +3,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -278,6 +280,16 @@ def test_bundle_on_a_file_smaller_than_the_roi(tmp_path):
     assert gif.n_frames == 5
     report = (folder / "small_4d_report.html").read_text()
     assert 'src="small_4d_overlay.gif"' in report and 'src="small_4d_volumes.png"' in report
+    linked = re.findall(r'(?:src|href)="([^"]+)"', report)
+    assert len(linked) >= 8 and all((folder / name).is_file() for name in linked)  # every picture and file present
+    browser = shutil.which("chromium")
+    if browser:  # the page as a real browser draws it (Chromium is not part of the CI image: a documented check)
+        shot = tmp_path / "report.png"
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--disable-background-networking", f"--user-data-dir={tmp_path / 'chromium'}",
+                        "--window-size=1000,1600", f"--screenshot={shot}", (folder / "small_4d_report.html").as_uri()],
+                       check=True, capture_output=True, timeout=120)
+        assert np.asarray(Image.open(shot).convert("L")).std() > 10  # not a blank page
     assert f"{100 * ef:.1f}" in report or np.isnan(ef)
 
 
