@@ -81,6 +81,9 @@ def check_checkpoint(
 ) -> None:
     """Check that a checkpoint's description fits ``network`` and comes from a finished run.
 
+    Arguments a network class lists in ``training_only_arguments`` (e.g. a training-mode dropout rate) are not
+    compared: they do not change what the trained weights compute.
+
     Args:
         network: the network to be filled (its :func:`~monai_cardiac.networks.construction_arguments`).
         description: the checkpoint's ``"run"`` entry; ``None`` passes (nothing to check).
@@ -95,7 +98,9 @@ def check_checkpoint(
         return
     saved = description.get("arguments") or {}
     current = construction_arguments(network) or {}
-    differing = {k: (saved[k], current[k]) for k in saved if k in current and saved[k] != current[k]}
+    training_only = set(getattr(getattr(network, "module", network), "training_only_arguments", ()))
+    differing = {k: (saved[k], current[k]) for k in saved
+                 if k in current and k not in training_only and saved[k] != current[k]}
     if differing:
         what = "; ".join(
             f"{k} is {old!r} in the checkpoint, {new!r} in the network" for k, (old, new) in differing.items()

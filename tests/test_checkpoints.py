@@ -7,7 +7,7 @@ import torch
 
 from monai_cardiac.checkpoints import RUN_KEY, load_model_weights, read_checkpoint
 from monai_cardiac.errors import CineDataError
-from monai_cardiac.networks import JointMotionSegNet, construction_arguments
+from monai_cardiac.networks import JointMotionSegNet, ProbabilisticMotionModel, construction_arguments
 
 
 def _described(path, net, **run):
@@ -34,6 +34,15 @@ def test_other_network_arguments_are_named_with_the_override_that_fits(tmp_path)
     assert str(path) in message
     assert "width_multiplier is 0.0625 in the checkpoint, 0.125 in the network" in message
     assert "--network_def#width_multiplier 0.0625" in message
+
+
+def test_training_only_arguments_do_not_have_to_match(tmp_path):
+    small = {"spatial_size": (32, 32), "latent_dim": 4}
+    path = _described(tmp_path / "model.pt", ProbabilisticMotionModel(**small, temporal_dropout=0.0,
+                                                                        initial_log_variance=-3.0))
+    assert load_model_weights(ProbabilisticMotionModel(**small, temporal_dropout=0.5), path)["run_id"] == "r1"
+    with pytest.raises(CineDataError, match="latent_dim is 4 in the checkpoint, 8 in the network"):
+        load_model_weights(ProbabilisticMotionModel(spatial_size=(32, 32), latent_dim=8), path)
 
 
 def test_an_unfinished_runs_checkpoint_is_refused_unless_asked(tmp_path):

@@ -83,6 +83,10 @@ class ProbabilisticMotionModel(nn.Module):
         ValueError: on ``temporal_dropout`` outside ``[0, 1]`` and on the sub-modules' bad arguments.
     """
 
+    training_only_arguments = ("temporal_dropout", "initial_log_variance")
+    """Arguments that shape training only (the dropout of training mode, the initial bias): a checkpoint trained with
+    other values fits a network built with these (e.g. the no-TDS model evaluated with the bundle's TDS network)."""
+
     @records_construction_arguments
     def __init__(
         self,
