@@ -58,14 +58,6 @@ SIMILARITIES = ("mse", "lncc")
 """Image similarities :func:`refine_tracking` can optimise."""
 
 
-def _dissimilarity(similarity: str, window: int):
-    """``D(warped, target)`` on ``(T, 1, H, W)`` images: mean squared error or 1 + LNCC (LNCC lies in [-1, 0])."""
-    if similarity == "mse":
-        return lambda warped, target: torch.mean((warped - target) ** 2)
-    lncc = BandedLocalNormalizedCrossCorrelationLoss(spatial_dims=2, kernel_size=window, kernel_type="rectangular")
-    return lambda warped, target: 1.0 + lncc(warped, target)
-
-
 def label_probabilities(labels: NdarrayOrTensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
     """The one-hot probabilities ``(T, num_classes, H, W)`` of class-id labels ``(T, H, W)``, float32.
 
@@ -182,14 +174,15 @@ def refine_tracking(
         return fields.clone()
     low, high = torch.quantile(frames.flatten(), torch.tensor([0.01, 0.99], device=frames.device))
     frames = ((frames - low) / (high - low).clamp_min(1e-6)).clamp(0.0, 1.0)[:, None]  # (T, 1, H, W)
-    image_term = None if similarity == "mse" else _dissimilarity(similarity, window)
+    # D = 1 + LNCC (LNCC lies in [-1, 0]) on the image channel, or None for MSE
+    lncc = None if similarity == "mse" else BandedLocalNormalizedCrossCorrelationLoss(
+        spatial_dims=2, kernel_size=window, kernel_type="rectangular")
     num_channels = 1 if probabilities is None else 1 + probabilities.shape[1]
     # The squared-difference terms (the image's with MSE; the probabilities', summed over classes) as one sum over
     # channels: each channel is scaled once by the square root of its weight / (T h w), warping being linear in the
     # image. With LNCC the image channel has its own term and stays unscaled.
     channel_weights = torch.full((1, num_channels, 1, 1), segmentation_weight, device=frames.device)
     channel_weights[:, 0] = 1.0
-    first_squared = 0 if image_term is None else 1
     full_size = tuple(frames.shape[-2:])
     current = fields.clone()
     current[reference] = 0.0  # the reference frame's field is the identity; its gradient is zeroed (Adam keeps it 0)
@@ -201,7 +194,8 @@ def refine_tracking(
                 [level_frames, F.avg_pool2d(probabilities, factor, ceil_mode=True) if factor > 1 else probabilities], 1
             )
         scales = (channel_weights / level_frames[:, 0].numel()).sqrt()
-        scales[:, :first_squared] = 1.0
+        if lncc is not None:
+            scales[:, 0] = 1.0
         level_frames = level_frames * scales
         moving = level_frames[reference].expand_as(level_frames)  # the reference frame for every t
         level_fields = (_resize_fields(current, size) if size != full_size else current).detach().requires_grad_(True)
@@ -209,10 +203,10 @@ def refine_tracking(
         with torch.enable_grad():
             for _ in range(iterations):
                 warped = warp_image(moving, level_fields)
-                residual = warped - level_frames if first_squared == 0 else warped[:, 1:] - level_frames[:, 1:]
+                residual = warped - level_frames if lncc is None else warped[:, 1:] - level_frames[:, 1:]
                 loss = residual.square().sum() + smoothness * _diffusion(level_fields)
-                if image_term is not None:
-                    loss = loss + image_term(warped[:, :1], level_frames[:, :1])
+                if lncc is not None:
+                    loss = loss + 1.0 + lncc(warped[:, :1], level_frames[:, :1])
                 if temporal_smoothness > 0:
                     # reference first, then file order
                     ordered = torch.cat([level_fields[reference:], level_fields[:reference]])
