@@ -3,9 +3,9 @@
 :class:`DisplacementWarp` and :class:`ScalingAndSquaring` take the arguments and give the values of
 :py:class:`monai.networks.blocks.Warp` and :py:class:`monai.networks.blocks.DVF2DDF` (tested equal), computed by
 :func:`monai_cardiac.displacement.warp_image`, which samples with ``grid_sample`` from a cached identity grid instead
-of rebuilding and re-normalising the grid in place on every call (a third less time per training step of the
-probabilistic model, whose exponentiation warps 2 x 7 times per step). Neither holds parameters or buffers, so a
-network's ``state_dict`` is the same with them as with MONAI's layers.
+of rebuilding and re-normalising the grid in place on every call (the probabilistic model, whose exponentiation warps
+2 x 7 times per step, trains 7 % faster with them: benchmarks/probabilistic_training_speed.py). Neither holds
+parameters or buffers, so a network's ``state_dict`` is the same with them as with MONAI's layers.
 """
 
 from __future__ import annotations
