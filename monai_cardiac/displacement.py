@@ -35,6 +35,7 @@ __all__ = [
     "check_ddf",
     "compose_displacements",
     "invert_displacement",
+    "propagate_labels",
     "inversion_warnings_logged",
     "warp_image",
     "warp_labels",
@@ -172,6 +173,38 @@ def warp_labels(
         return warp_image(labels_t, ddf, mode="nearest").round().long()
     onehot = one_hot(labels_t.long(), num_classes=num_classes, dim=1)
     return warp_image(onehot, ddf, mode="bilinear").argmax(dim=1, keepdim=True)
+
+
+def propagate_labels(
+    labels: NdarrayOrTensor, ddf: NdarrayOrTensor, mode: str = "nearest", num_classes: int = NUM_CLASSES
+) -> torch.Tensor:
+    """Pull 2D label maps through every in-plane field of ``ddf``, the labels broadcast over the fields' leading axes.
+
+    E.g. the ED labels ``(H, W)`` of a slice through its tracking fields ``u_{ED->t}`` ``(T, 2, H, W)`` (or posterior
+    draws ``(K, T, 2, H, W)``), or the ED labels ``(Z, H, W)`` of a stack through ``(T, Z, 2, H, W)``.
+
+    Args:
+        labels: integer labels ``(..., H, W)`` whose leading axes broadcast against those of ``ddf``.
+        ddf: displacements ``(..., 2, H, W)`` in voxels.
+        mode, num_classes: see :func:`warp_labels`.
+
+    Returns:
+        int64 ``(..., H, W)`` with the leading axes of ``ddf``.
+
+    Raises:
+        ValueError: ``ddf`` that is not ``(..., 2, H, W)``, labels of another ``(H, W)`` or leading axes that do not
+            broadcast, an unknown ``mode``.
+        CineDataError: labels outside ``[0, num_classes)``.
+    """
+    labels_t = convert_to_tensor(labels, track_meta=False)
+    ddf_t = convert_to_tensor(ddf, track_meta=False)
+    if ddf_t.ndim < 3 or ddf_t.shape[-3] != 2 or labels_t.shape[-2:] != ddf_t.shape[-2:]:
+        raise ValueError(f"expected labels (..., H, W) and in-plane fields (..., 2, H, W) on their grid, got "
+                         f"{tuple(labels_t.shape)} and {tuple(ddf_t.shape)}.")
+    leading, spatial = ddf_t.shape[:-3], ddf_t.shape[-2:]
+    moving = labels_t.to(ddf_t.device).expand(*leading, *spatial).reshape(-1, 1, *spatial)
+    warped = warp_labels(moving, ddf_t.reshape(-1, 2, *spatial), mode=mode, num_classes=num_classes)
+    return warped.reshape(*leading, *spatial)
 
 
 def compose_displacements(u_ab: NdarrayOrTensor, u_bc: NdarrayOrTensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from monai_cardiac.displacement import (
     check_ddf,
     compose_displacements,
     invert_displacement,
+    propagate_labels,
     warp_image,
     warp_labels,
 )
@@ -146,6 +147,23 @@ def test_warp_labels_rejects_values_outside_classes():
         warp_labels(labels, torch.zeros(1, 2, 16, 16))
     with pytest.raises(ValueError, match=r"\(B, 1, \*spatial\)"):
         warp_labels(torch.zeros(1, 2, 16, 16, dtype=torch.int64), torch.zeros(1, 2, 16, 16))
+
+
+def test_propagate_labels_broadcasts_the_labels_over_the_fields_leading_axes():
+    stack = torch.zeros(2, 12, 12, dtype=torch.long)  # ED labels of two slices (Z, H, W)
+    stack[0, 3:7, 2:6], stack[1, 5:9, 4:8] = 3, 2
+    fields = torch.zeros(3, 2, 2, 12, 12)  # (T, Z, 2, H, W)
+    fields[2, :, 1] = -2.0  # frame 2 pulls from 2 voxels to the left: the labels move 2 voxels right
+    tracked = propagate_labels(stack, fields)
+    assert tracked.shape == (3, 2, 12, 12) and tracked.dtype == torch.long
+    assert torch.equal(tracked[0], stack) and torch.equal(tracked[1], stack)
+    assert torch.equal(tracked[2][:, :, 2:], stack[:, :, :-2])
+    draws = torch.zeros(4, 3, 2, 12, 12)  # one slice's labels (H, W) through (K, T, 2, H, W)
+    assert torch.equal(propagate_labels(stack[0], draws), stack[0].expand(4, 3, 12, 12))
+    with pytest.raises(ValueError, match=r"\(\.\.\., 2, H, W\)"):
+        propagate_labels(stack, fields[:, :, :1])
+    with pytest.raises(CineDataError, match="outside the classes"):
+        propagate_labels(stack + 4, fields)
 
 
 def test_compose_translations_is_their_sum():

@@ -35,9 +35,9 @@ from monai_cardiac.data.datalist import cine_header_shape, expand_slices
 from monai_cardiac.data.dicom import dicom_datalist
 from monai_cardiac.data.nifti import LABEL_IDS, NUM_CLASSES, check_label_values, nifti_image, spacing_of
 from monai_cardiac.data.ukbb import ukbb_datalist
-from monai_cardiac.displacement import inversion_warnings_logged, invert_displacement
+from monai_cardiac.displacement import inversion_warnings_logged, invert_displacement, propagate_labels
 from monai_cardiac.engines.strain_outputs import write_strain_outputs
-from monai_cardiac.engines.subject_report import tracked_labels, write_subject_report, write_tracking_gif
+from monai_cardiac.engines.subject_report import write_subject_report, write_tracking_gif
 from monai_cardiac.errors import CineDataError
 from monai_cardiac.metrics.plausibility import report_plausibility
 from monai_cardiac.metrics.stack_strain import stack_strain
@@ -581,8 +581,9 @@ def write_joint_outputs(
         if image is not None and not (labels_np[ed] > 0).any():
             logger.warning(f"{subject}: no overlay written: the ED labels hold no structure to track")
         elif image is not None:
+            tracked = propagate_labels(labels_np[ed], torch.as_tensor(ddf_np).movedim(2, 1)).numpy()  # (T, Z, H, W)
             files["overlay"] = Path(write_tracking_gif(folder / f"{subject}_overlay.gif", convert_to_numpy(image),
-                                                       tracked_labels(labels_np[ed], ddf_np), ed))
+                                                       tracked, ed))
         files["report"] = Path(write_subject_report(
             folder, subject, {k: str(v) for k, v in files.items()}, summary, flags, result,
             {k: header[k] for k in ("source", "ed_frame", "spacing_mm", "note") if k in header}))
@@ -606,8 +607,8 @@ class JointResultWriter:
     Args:
         output_dir: folder that receives one folder per subject.
         seg_key, ddf_key, ed_key, spacing_known_key: keys of the slice records.
-        image_key: key of the input cine ``(T, H, W)`` on the input grid in file order (e.g. the preprocessed image
-            copied and brought back by :class:`InvertToInputGridd`), for the overlay GIF; None: no overlay.
+        image_key: key of the input cine ``(T, H, W)`` on the input grid in file order (the bundle copies the loaded
+            image before preprocessing, ``CopyItemsd``), for the overlay GIF; None: no overlay.
         plot: write the plots.
         strain: write the strain files (:func:`write_joint_outputs`).
         roi_size: the network's crop, for the plausibility flags.

@@ -38,7 +38,7 @@ from scipy.interpolate import CubicSpline, make_interp_spline
 
 from monai_cardiac.checkpoints import load_model_weights
 from monai_cardiac.data.nifti import LABEL_IDS
-from monai_cardiac.displacement import warp_labels
+from monai_cardiac.displacement import propagate_labels
 from monai_cardiac.engines.engine_utils import slice_spacing
 from monai_cardiac.engines.joint_evaluation import summarize_rows
 from monai_cardiac.errors import CineDataError
@@ -213,8 +213,7 @@ def _warped_curve(
 ) -> np.ndarray:
     """LV volume curve ``(T + 1,)`` in mL of the ED labels ``(H, W)`` warped by ``u_{ED->t}`` ``(T, 2, H, W)``."""
     ddf = ddf.detach().float().cpu()
-    warped = warp_labels(ed_labels.expand(ddf.shape[0], 1, *ed_labels.shape), ddf, mode=label_mode)
-    labels = torch.cat([ed_labels[None], warped[:, 0]])
+    labels = torch.cat([ed_labels[None], propagate_labels(ed_labels, ddf, mode=label_mode)])
     return structure_volume_curve(labels, spacing, LV_LABEL).numpy()
 
 
@@ -700,8 +699,7 @@ def transport_figure(
     transported = {"ddf": moved["ddf"][0].float().cpu(), "warped": moved["warped"][0].float().cpu()}
 
     def labels_sequence(ed_labels: torch.Tensor, ddf: torch.Tensor) -> np.ndarray:
-        warped = warp_labels(ed_labels.expand(ddf.shape[0], 1, *ed_labels.shape), ddf, mode=label_mode)
-        return torch.cat([ed_labels[None], warped[:, 0]]).numpy()
+        return torch.cat([ed_labels[None], propagate_labels(ed_labels, ddf, mode=label_mode)]).numpy()
 
     seq = {
         "source": labels_sequence(source["ed_labels"], source["ddf"]),

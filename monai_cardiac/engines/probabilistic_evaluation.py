@@ -67,7 +67,13 @@ import torch
 from monai.utils import convert_to_tensor, optional_import
 
 from monai_cardiac.data.nifti import LABEL_IDS, NUM_CLASSES, STRUCTURES
-from monai_cardiac.displacement import compose_displacements, invert_displacement, warp_image, warp_labels
+from monai_cardiac.displacement import (
+    compose_displacements,
+    invert_displacement,
+    propagate_labels,
+    warp_image,
+    warp_labels,
+)
 from monai_cardiac.engines.engine_utils import slice_spacing
 from monai_cardiac.engines.joint_evaluation import (
     mean_std,
@@ -229,7 +235,7 @@ def evaluate_motion_sequence(
 
     if u_ed_to_t is not None:
         u_ed_to_t = convert_to_tensor(u_ed_to_t, dtype=torch.float32, track_meta=False).cpu()
-        tracked = warp_labels(labels[:1, None].expand(num_frames - 1, 1, *spatial), u_ed_to_t)[:, 0]
+        tracked = propagate_labels(labels[0], u_ed_to_t)
         row.update(_label_scores("track", tracked[es - 1][None, None], es_labels, spacing))
         row["rmse_track"] = float(warped_rmse(warp_image(ed_frame, u_ed_to_t), later).mean())
         row.update(_field_scores("track", u_ed_to_t, tracked > 0))

@@ -36,7 +36,7 @@ from monai.transforms import MapTransform
 from monai.utils import TraceKeys, convert_to_numpy, convert_to_tensor
 
 from monai_cardiac.data.nifti import spacing_of
-from monai_cardiac.displacement import warp_labels
+from monai_cardiac.displacement import propagate_labels
 from monai_cardiac.engines.joint_inference import (
     _VOLUME_LABELS,
     joint_inference_datalist,
@@ -419,7 +419,7 @@ class ProbabilisticPredictionSplitd(MapTransform):
     Every entry of ``d[pred_key]`` becomes ``d[name]``, a float32 tensor (shapes in the inferer's docstring,
     without the batch axis). In ``track`` mode the ED labels ``d[label_key][0]`` (the ED-first, cropped label
     sequence that ``LoadCined(label_key=...)`` and the preprocessing made) are propagated to every frame with
-    ``u_{ED->t}`` (nearest neighbour, :func:`monai_cardiac.displacement.warp_labels`) into ``d[seg_key]``
+    ``u_{ED->t}`` (nearest neighbour, :func:`monai_cardiac.displacement.propagate_labels`) into ``d[seg_key]``
     ``(N, H, W)``, and ``d[labelled_key]`` tells whether the ED frame was labelled (``d[label_mask_key][0]``);
     without ED labels ``d[seg_key]`` is all background and ``d[labelled_key]`` False.
 
@@ -485,9 +485,7 @@ class ProbabilisticPredictionSplitd(MapTransform):
         class ids (nearest neighbour); all background when ``ed_labels`` is None."""
         if ed_labels is None:
             return torch.zeros((*ddf.shape[:-3], *ddf.shape[-2:]), device=ddf.device)
-        fields = ddf.reshape(-1, *ddf.shape[-3:])
-        moving = ed_labels.to(ddf.device)[None, None].expand(fields.shape[0], 1, *ed_labels.shape)
-        return warp_labels(moving, fields)[:, 0].float().reshape(*ddf.shape[:-3], *ddf.shape[-2:])
+        return propagate_labels(ed_labels, ddf).float()
 
 
 class ProbabilisticResultWriter:

@@ -1,11 +1,11 @@
 """Per-subject visual report of the inference bundles: an animated overlay of the tracked contours and one HTML page.
 
-:func:`write_tracking_gif` draws, on every frame of a cine, the contours of the ED labels carried to that frame by
-the tracking field ``u_{ED->t}`` (myocardium yellow, LV red, RV cyan), all slices side by side, cropped around
-the heart. :func:`write_subject_report` gathers a subject's written files (volume curves, overlay, bull's-eye) and
-figures (EDV / ESV / EF, peak global strain, the AHA segment table, the plausibility warnings) in
-``<subject>_report.html``, which links its pictures by file name, so the subject's folder can be moved or shared
-as it is.
+:func:`write_tracking_gif` draws, on every frame of a cine, the contours of its tracked labels, e.g. the ED labels
+carried to each frame by the tracking field ``u_{ED->t}`` (myocardium yellow, LV red, RV cyan), all slices side by
+side, cropped around the heart. :func:`write_subject_report` gathers a subject's written files (volume curves,
+overlay, bull's-eye) and figures (EDV / ESV / EF, peak global strain, the AHA segment table, the plausibility
+warnings) in ``<subject>_report.html``, which links its pictures by file name, so the subject's folder can be moved
+or shared as it is.
 """
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from monai.utils import optional_import
 
-from monai_cardiac.data.nifti import LABEL_IDS, check_label_values
-from monai_cardiac.displacement import warp_labels
+from monai_cardiac.data.nifti import LABEL_IDS
 from monai_cardiac.errors import CineDataError
 
-__all__ = ["CONTOUR_COLOURS", "tracked_labels", "write_subject_report", "write_tracking_gif"]
+__all__ = ["CONTOUR_COLOURS", "write_subject_report", "write_tracking_gif"]
 
 Image, has_pillow = optional_import("PIL.Image")
 
@@ -33,24 +31,6 @@ CONTOUR_COLOURS = {"Myo": (255, 220, 0), "LV": (230, 40, 40), "RV": (0, 210, 230
 
 _SOURCE = "subject_report"
 _GREY_LEVELS = 252  # of the GIF's 256 palette entries; the rest are the contour colours and white
-
-
-def tracked_labels(labels_ed: np.ndarray, ddf: np.ndarray) -> np.ndarray:
-    """The ED labels ``(Z, H, W)`` carried to every frame by ``u_{ED->t}`` ``(T, 2, Z, H, W)``: ``(T, Z, H, W)``.
-
-    Raises:
-        CineDataError: shapes that disagree, or labels outside the classes.
-    """
-    labels_ed = check_label_values(np.asarray(labels_ed), _SOURCE)
-    if labels_ed.ndim != 3 or ddf.ndim != 5 or ddf.shape[1] != 2 or ddf.shape[2:] != labels_ed.shape:
-        raise CineDataError(f"expected ED labels (Z, H, W) and u_ED->t (T, 2, Z, H, W) on their grid, got "
-                            f"{labels_ed.shape} and {ddf.shape}", _SOURCE)
-    frames = ddf.shape[0]
-    slices = []
-    for z in range(labels_ed.shape[0]):
-        ed = torch.as_tensor(labels_ed[z], dtype=torch.long)[None, None].expand(frames, 1, *labels_ed.shape[1:])
-        slices.append(warp_labels(ed, torch.as_tensor(ddf[:, :, z], dtype=torch.float32))[:, 0].numpy())
-    return np.stack(slices, axis=1)
 
 
 def _contour(mask: np.ndarray) -> np.ndarray:
@@ -67,7 +47,8 @@ def write_tracking_gif(path: str | Path, image: np.ndarray, labels: np.ndarray, 
     Args:
         path: the GIF to write.
         image: the cine ``(T, Z, H, W)`` (any intensity range; shown between its 1st and 99th percentiles).
-        labels: the tracked labels ``(T, Z, H, W)`` (e.g. :func:`tracked_labels`), 0 BG, 1 RV, 2 Myo, 3 LV.
+        labels: the tracked labels ``(T, Z, H, W)`` (e.g. the ED labels through ``u_{ED->t}``,
+            :func:`~monai_cardiac.displacement.propagate_labels`), 0 BG, 1 RV, 2 Myo, 3 LV.
         ed: the ED frame, marked by a white bar at the top of its picture.
         margin: pixels kept around the bounding box of the labels over all frames and slices.
         zoom: each pixel drawn as ``zoom x zoom`` pixels (1: the file stays small, about a byte per pixel and

@@ -1,4 +1,4 @@
-"""The per-subject report: tracked labels, the overlay GIF's frames and contours, and the HTML page."""
+"""The per-subject report: the overlay GIF's frames and contours, and the HTML page."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from monai_cardiac.displacement import propagate_labels
 from monai_cardiac.engines.subject_report import (
     CONTOUR_COLOURS,
-    tracked_labels,
     write_subject_report,
     write_tracking_gif,
 )
@@ -26,23 +26,11 @@ def _ring_labels(size: int = 32) -> np.ndarray:
     return labels
 
 
-def test_tracked_labels_follow_a_translation_and_stay_put_without_motion():
-    ed = _ring_labels()
-    ddf = np.zeros((3, 2, 2, 32, 32), np.float32)
-    ddf[2, 1] = -2.0  # pull from 2 voxels to the left: everything moves 2 voxels right
-    tracked = tracked_labels(ed, ddf)
-    assert tracked.shape == (3, 2, 32, 32)
-    assert np.array_equal(tracked[0], ed) and np.array_equal(tracked[1], ed)
-    assert np.array_equal(tracked[2][:, :, 2:30], ed[:, :, :28])
-    with pytest.raises(CineDataError, match=r"\(T, 2, Z, H, W\)"):
-        tracked_labels(ed, ddf[:, :, :1])
-
-
 def test_the_gif_shows_every_frame_with_the_contours_where_the_labels_are(tmp_path):
     ed = _ring_labels()
-    ddf = np.zeros((4, 2, 2, 32, 32), np.float32)
-    ddf[3, 1] = -2.0
-    labels = tracked_labels(ed, ddf)
+    ddf = np.zeros((4, 2, 2, 32, 32), np.float32)  # (T, Z, 2, H, W)
+    ddf[3, :, 1] = -2.0  # frame 3 pulls from 2 voxels to the left: everything moves 2 voxels right
+    labels = propagate_labels(ed, ddf).numpy()
     image = np.random.default_rng(0).uniform(size=labels.shape).astype(np.float32)
     path = write_tracking_gif(tmp_path / "s.gif", image, labels, ed=1, margin=2, zoom=2)
     gif = Image.open(path)
